@@ -1,0 +1,48 @@
+"""The ``rtxpack`` command line. Each module here registers one group of subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .._errors import RtxpackError
+from .._version import __version__
+from . import _bundle_cmds, _cache_cmds, _check_cmds, _migrate_cmds
+
+__all__ = ["main"]
+
+_GROUPS = (_bundle_cmds, _check_cmds, _cache_cmds, _migrate_cmds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtxpack",
+        description="Ship NVIDIA TensorRT-RTX engines as one safe, versioned bundle file.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtxpack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in _GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except RtxpackError as exc:
+        print(f"rtxpack: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rtxpack: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""``rtxpack build | pack | inspect | verify | extract``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import _bundle, _format
+from .._errors import InvalidArgumentError
+from .._strategy import (
+    AllocationStrategy,
+    CudaGraphStrategy,
+    DynamicShapesStrategy,
+    RuntimeStrategy,
+)
+
+
+def parse_dims(text: str, what: str) -> tuple[int, ...]:
+    """``1x3x224x224`` or ``1,3,224,224`` -> (1, 3, 224, 224)."""
+    parts = text.replace(",", "x").split("x") if text else []
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if not dims or any(d < 0 for d in dims):
+        raise InvalidArgumentError(f"{what}: {text!r} is not a shape; write dims like 1x3x224x224")
+    return dims
+
+
+def parse_shape_arg(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
+    """``NAME=MIN:OPT:MAX`` (or ``NAME=DIMS`` for a fixed shape) -> (name, (min, opt, max))."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name:
+        raise InvalidArgumentError(
+            f"--shape {text!r}: expected NAME=MIN:OPT:MAX, e.g. x=1x3:4x3:8x3"
+        )
+    parts = spec.split(":")
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise InvalidArgumentError(f"--shape {text!r}: expected NAME=MIN:OPT:MAX or NAME=DIMS")
+    return name, tuple(parse_dims(p, f"--shape {name}") for p in parts)
+
+
+def shapes_from_args(values: list[str] | None) -> dict[str, Any] | None:
+    if not values:
+        return None
+    out: dict[str, Any] = {}
+    for v in values:
+        name, rng = parse_shape_arg(v)
+        out[name] = rng
+    return out
+
+
+def add_strategy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dynamic-shapes-strategy",
+        choices=[m.value for m in DynamicShapesStrategy],
+        help="kernel specialization for dynamic shapes (default lazy)",
+    )
+    p.add_argument(
+        "--cuda-graph-strategy",
+        choices=[m.value for m in CudaGraphStrategy],
+        help="TensorRT-RTX native CUDA graphs (default disabled)",
+    )
+    p.add_argument(
+        "--allocation-strategy",
+        choices=[m.value for m in AllocationStrategy],
+        help="execution context memory allocation (default static)",
+    )
+
+
+def strategy_from_args(args: argparse.Namespace) -> RuntimeStrategy:
+    return RuntimeStrategy().with_overrides(
+        dynamic_shapes_kernel_specialization_strategy=args.dynamic_shapes_strategy,
+        cuda_graph_strategy=args.cuda_graph_strategy,
+        execution_context_allocation_strategy=args.allocation_strategy,
+    )
+
+
+def metadata_from_args(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"--meta {v!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if Path(args.model).suffix.lower() != ".onnx":
+        raise InvalidArgumentError(
+            f"{args.model}: `rtxpack build` takes an .onnx model; for an engine use `rtxpack pack`"
+        )
+    out = _bundle.save(
+        args.model,
+        args.output,
+        shapes=shapes_from_args(args.shape),
+        strategy=strategy_from_args(args),
+        compute_capabilities=args.cc or None,
+        include_source=not args.no_source,
+        metadata=metadata_from_args(args.meta),
+        name=args.name,
+        progress=None if args.quiet else _progress,
+    )
+    print(f"wrote {out} ({_size(out.stat().st_size)})")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    out = _bundle.save(
+        args.engine,
+        args.output,
+        strategy=strategy_from_args(args),
+        metadata=metadata_from_args(args.meta),
+        name=args.name,
+    )
+    print(f"wrote {out} ({_size(out.stat().st_size)})")
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _dims(shape: Any) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def render_summary(data: dict[str, Any], path: str) -> str:
+    """The human-readable form of ``rtxpack.inspect``."""
+    sections = data["sections"]
+    lines = [
+        f"bundle    {path}  ({_size(data['file_size'])}, format {data['format_version']}, "
+        f"written by rtxpack {data['rtxpack_version']} at {data['created_at']})"
+    ]
+    for e in data["engines"]:
+        s = sections[e["section"]]
+        lines.append(
+            f"engine    {e['name']}  {_size(s['size'])} {s['codec']}  "
+            f"TensorRT-RTX {e['trt_version']}  {e['platform']}"
+        )
+        ccs = ", ".join(e["compute_capabilities"]) or "unknown"
+        lines.append(
+            f"  targets   CC {ccs}" + (" (+ newer GPUs via PTX)" if e["hardware_portable"] else "")
+        )
+        st = e["strategy"]
+        lines.append(
+            f"  strategy  dynamic shapes: {st['dynamic_shapes_kernel_specialization_strategy']}"
+            f" | CUDA graphs: {st['cuda_graph_strategy']}"
+            f" | allocation: {st['execution_context_allocation_strategy']}"
+        )
+        if not e["inputs"] and not e["outputs"]:
+            lines.append("  I/O       not recorded (packed engine; read from the engine on a GPU)")
+        for t in e["inputs"]:
+            ranges = "; ".join(
+                f"profile {i}: {_dims(p[t['name']]['min'])} .. {_dims(p[t['name']]['opt'])} .. "
+                f"{_dims(p[t['name']]['max'])}"
+                for i, p in enumerate(e["profiles"])
+                if t["name"] in p
+            )
+            lines.append(
+                f"  input     {t['name']}  {t['dtype']}  [{', '.join(map(str, t['shape']))}]"
+                + (f"  {ranges}" if ranges else "")
+            )
+        for t in e["outputs"]:
+            lines.append(
+                f"  output    {t['name']}  {t['dtype']}  [{', '.join(map(str, t['shape']))}]"
+            )
+        if e.get("source") is not None:
+            src = sections[e["source"]]
+            lines.append(f"  source    ONNX, {_size(src['size'])} ({src['digest'][:19]}...)")
+        elif e.get("source_digest"):
+            lines.append(f"  source    not included ({e['source_digest'][:19]}...)")
+        if e.get("samples") is not None:
+            lines.append(f"  samples   {_size(sections[e['samples']]['size'])} (safetensors)")
+    caches = data.get("caches", [])
+    if not caches:
+        lines.append("caches    none")
+    for c in caches:
+        env = c["environment"]
+        lines.append(
+            f"cache     {c['id']}  engine {c['engine']}  {env['gpu_name']} (CC "
+            f"{env['compute_capability']})  TensorRT-RTX {env['trt_version']}  driver "
+            f"{env['driver_version']}  {env['os']}  {_size(sections[c['section']]['size'])}"
+        )
+    for name, idx in data.get("files", {}).items():
+        lines.append(f"file      {name}  {_size(sections[idx]['size'])}")
+    for k, v in data.get("metadata", {}).items():
+        lines.append(f"metadata  {k} = {v}")
+    for m in data.get("migrations", []):
+        lines.append(f"migrated  {m['from']} -> {m['to']} by rtxpack {m['rtxpack']} at {m['time']}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    data = _bundle.inspect(args.bundle)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_summary(data, args.bundle))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _bundle.open(args.bundle) as b:
+        b.verify()
+        total = sum(s.size for s in b.manifest.sections)
+        print(
+            f"OK  {args.bundle}: {len(b.manifest.sections)} sections, {_size(total)}, digests match"
+        )
+    if args.run:
+        from .._samples import run_samples
+
+        return run_samples(args.bundle, engine=args.engine, device=args.device, out=sys.stdout)
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    with _bundle.open(args.bundle) as b:
+        if args.file is not None:
+            data: Any = b.read_file(args.file)
+        elif args.source:
+            data = b.read_source(args.engine)
+            if data is None:
+                raise InvalidArgumentError(f"{args.bundle} does not include the model source")
+        else:
+            data = b.read_engine(args.engine)
+        with _format.atomic_output(Path(args.output)) as f:
+            f.write(data)
+        del data
+    print(f"wrote {args.output}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("build", help="build an ONNX model into a bundle (CPU-only)")
+    p.add_argument("model", help="the .onnx model")
+    p.add_argument("-o", "--output", required=True, help="the bundle to write")
+    p.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=MIN:OPT:MAX",
+        help="shapes of a dynamic input, e.g. x=1x3x224x224:8x3x224x224:32x3x224x224",
+    )
+    p.add_argument(
+        "--cc",
+        action="append",
+        metavar="X.Y",
+        help="target compute capability (repeatable; default: all RTX GPUs + PTX)",
+    )
+    p.add_argument("--name", default="main", help="engine name (default main)")
+    p.add_argument("--no-source", action="store_true", help="do not store the ONNX model")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="user metadata")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_strategy_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("pack", help="pack a serialized TensorRT-RTX engine into a bundle")
+    p.add_argument("engine", help="the engine file")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--name", default="main", help="engine name (default main)")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="user metadata")
+    add_strategy_args(p)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("inspect", help="show what a bundle holds (reads only its manifest)")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("verify", help="check every digest; --run also runs the stored samples")
+    p.add_argument("bundle")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="run the sample inputs and compare with the stored outputs",
+    )
+    p.add_argument("--engine", help="engine name (with --run)")
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (with --run)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("extract", help="write an engine (or the source, or a file) out of a bundle")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--engine", help="engine name (needed when the bundle has several)")
+    p.add_argument("--source", action="store_true", help="extract the ONNX source instead")
+    p.add_argument("--file", help="extract the user file of this name instead")
+    p.set_defaults(func=cmd_extract)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install rtxpack with everything the example and the tests need (CPU-only).
+# torch is pinned to 2.13.0: on these machines that is a CPU build from local disk; a bare
+# `torch` would pull a CUDA build of several GB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements-ci.txt
+.venv/bin/python -m pip install --quiet --no-deps -e .
+.venv/bin/python -c "import rtxpack, tensorrt_rtx, torch, onnxruntime; print('rtxpack', rtxpack.__version__, '| tensorrt_rtx', tensorrt_rtx.__version__, '| torch', torch.__version__)"

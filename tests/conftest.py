@@ -1,0 +1,99 @@
+"""Shared fixtures: small real TensorRT-RTX engines and bundles, built on the CPU in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rtxpack
+
+
+def build_mlp_engine(
+    *, hidden: int = 8, batch: tuple[int, int, int] = (1, 4, 8), ccs: tuple[str, ...] | None = None
+) -> bytes:
+    """A real engine: y = relu(x @ W), x: float32[-1, 16] -> y: float32[-1, hidden]."""
+    import tensorrt_rtx as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (-1, 16))
+    w = np.random.default_rng(0).standard_normal((16, hidden)).astype(np.float32)
+    const = net.add_constant((16, hidden), trt.Weights(w))
+    mm = net.add_matrix_multiply(
+        x, trt.MatrixOperation.NONE, const.get_output(0), trt.MatrixOperation.NONE
+    )
+    act = net.add_activation(mm.get_output(0), trt.ActivationType.RELU)
+    act.get_output(0).name = "y"
+    net.mark_output(act.get_output(0))
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (batch[0], 16), (batch[1], 16), (batch[2], 16))
+    config.add_optimization_profile(profile)
+    if ccs:
+        config.num_compute_capabilities = len(ccs)
+        for i, cc in enumerate(ccs):
+            config.set_compute_capability(
+                getattr(trt.ComputeCapability, "SM" + cc.replace(".", "")), i
+            )
+    data = builder.build_serialized_network(net, config)
+    assert data is not None
+    return bytes(data)
+
+
+def make_onnx_mlp(path: Path, *, dynamic: bool = True) -> Path:
+    """A small ONNX model: y = relu(x @ W + b), x: float32[N, 16] -> y: float32[N, 8]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.standard_normal((8,)).astype(np.float32), "B")
+    batch = "N" if dynamic else 2
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"]),
+            helper.make_node("Add", ["h", "B"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
+        initializer=[w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+MLP_SHAPES = {"x": ((1, 16), (4, 16), (8, 16))}
+
+
+@pytest.fixture(scope="session")
+def mlp_engine() -> bytes:
+    return build_mlp_engine()
+
+
+@pytest.fixture(scope="session")
+def onnx_mlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_onnx_mlp(tmp_path_factory.mktemp("onnx") / "mlp.onnx")
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(tmp_path_factory: pytest.TempPathFactory, onnx_mlp: Path) -> Path:
+    """A bundle built from ONNX: engine + source + samples (read-only; copy it to change it)."""
+    path = tmp_path_factory.mktemp("bundles") / "mlp.rtxpack"
+    x = np.random.default_rng(2).standard_normal((3, 16)).astype(np.float32)
+    rtxpack.save(onnx_mlp, path, shapes=MLP_SHAPES, samples={"x": x}, metadata={"team": "vision"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine_bundle(tmp_path_factory: pytest.TempPathFactory, mlp_engine: bytes) -> Path:
+    """A bundle packed from raw engine bytes (no I/O signature recorded)."""
+    path = tmp_path_factory.mktemp("bundles") / "raw.rtxpack"
+    rtxpack.save(mlp_engine, path)
+    return path
