@@ -411,27 +411,29 @@ class BundleFile:
         return out
 
     def _decompress(self, section: Section, view: memoryview) -> bytes:
-        # Stream, so memory grows only with real output and stops at the declared size: a section
-        # that claims more than it holds (or holds more than it claims) never allocates much.
-        dobj = zstandard.ZstdDecompressor().decompressobj()
+        # Read bounded chunks of output and stop one byte past the declared size: a section that
+        # claims more than it holds (or holds more than it claims, e.g. a zstd bomb whose few KB
+        # expand to GBs) never allocates more than its declared size plus one chunk.
+        # (A decompressobj would return everything one input chunk expands to, at once.)
         out = bytearray()
         try:
-            for i in range(0, len(view), 1024 * 1024):
-                out += dobj.decompress(view[i : i + 1024 * 1024])
-                if len(out) > section.size:
-                    break
-            complete = dobj.eof
+            reader = zstandard.ZstdDecompressor().stream_reader(view, read_across_frames=False)
+            with reader:
+                while len(out) <= section.size:
+                    chunk = reader.read(min(section.size + 1 - len(out), _CHUNK))
+                    if not chunk:
+                        break
+                    out += chunk
         except zstandard.ZstdError as exc:
             raise DamagedBundleError(
                 f"section {section.kind}/{section.name!r} is not valid zstd ({exc}); "
                 "the bundle is damaged"
             ) from None
-        if len(out) != section.size or not complete:
+        if len(out) != section.size:
             raise DamagedBundleError(
                 f"section {section.kind}/{section.name!r} decodes to "
-                f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes"
-                f"{'' if complete else ' (incomplete frame)'}, the manifest says {section.size}; "
-                "the bundle is damaged"
+                f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes, "
+                f"the manifest says {section.size}; the bundle is damaged"
             )
         return bytes(out)
 
