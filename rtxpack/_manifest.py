@@ -109,7 +109,7 @@ def _req(data: dict[str, Any], key: str, where: str) -> Any:
 def _str(value: Any, where: str, limits: Limits, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or len(value) > limits.max_string:
         raise _fail(where, value, f"a string of at most {limits.max_string} characters")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise _fail(where, value, f"a string matching {pattern.pattern}")
     return value
 
