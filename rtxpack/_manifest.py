@@ -165,6 +165,25 @@ def _plain_metadata(value: Any, where: str, limits: Limits) -> dict[str, str]:
     return out
 
 
+def _plain(value: Any, where: str, depth: int = 0) -> Any:
+    """An unknown field (from a newer minor version): JSON-like data, nested at most 32 deep.
+
+    So that it can be kept, written back and printed by ``rtxpack inspect --json``.
+    """
+    if depth > 32:
+        raise _fail(where, "deeper nesting", "data nested at most 32 levels deep")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_plain(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise _fail(f"{where} key", k, "a string")
+        return {k: _plain(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+    raise _fail(where, type(value).__name__, "nil, bool, int, float, string, list or map")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -566,6 +585,9 @@ class Manifest:
             "metadata",
             "migrations",
         }
+        extra = {
+            _str(k, "manifest key", limits): _plain(v, k, 1) for k, v in d.items() if k not in known
+        }
         manifest = cls(
             rtxpack_version=_str(_req(d, "rtxpack_version", "manifest"), "rtxpack_version", limits),
             created_at=_str(_req(d, "created_at", "manifest"), "created_at", limits),
@@ -575,7 +597,7 @@ class Manifest:
             files=files,
             metadata=_plain_metadata(d.get("metadata", {}), "metadata", limits),
             migrations=migrations,
-            extra={k: v for k, v in d.items() if k not in known},
+            extra=extra,
         )
         manifest.check_references()
         return manifest
