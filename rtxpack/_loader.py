@@ -1,0 +1,217 @@
+"""``rtxpack.load``: check compatibility first, then rebuild the runtime the bundle records."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _bundle
+from ._errors import CompatibilityError, InvalidArgumentError
+from ._io import Signature
+from ._manifest import EngineInfo
+from ._strategy import RuntimeStrategy
+
+__all__ = ["FallbackWarning", "load", "resolve_strategy"]
+
+FALLBACKS = ("onnxruntime",)
+
+
+class FallbackWarning(UserWarning):
+    """``load`` ran a bundle with ONNX Runtime instead of TensorRT-RTX; the message says why."""
+
+
+def resolve_strategy(
+    recorded: RuntimeStrategy, override: RuntimeStrategy | Mapping[str, Any] | None
+) -> RuntimeStrategy:
+    """The bundle's strategy, replaced by a ``RuntimeStrategy`` or changed field by field."""
+    if override is None:
+        return recorded
+    if isinstance(override, RuntimeStrategy):
+        return override
+    if isinstance(override, Mapping):
+        known = set(RuntimeStrategy().to_dict())
+        unknown = sorted(set(override) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"strategy: unknown settings {unknown}; expected some of {sorted(known)}"
+            )
+        return recorded.with_overrides(**dict(override))
+    raise InvalidArgumentError(
+        "strategy: expected an rtxpack.RuntimeStrategy or a dict of its fields, got "
+        f"{type(override).__name__}"
+    )
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise InvalidArgumentError(
+            f"device {device!r}: expected 'cuda', 'cuda:N' or 'cpu' ({exc})"
+        ) from None
+    if dev.type not in ("cuda", "cpu"):
+        raise InvalidArgumentError(f"device {device!r}: expected 'cuda', 'cuda:N' or 'cpu'")
+    return dev
+
+
+def _error_lines(report: Any) -> list[str]:
+    lines = [
+        f.message
+        for f in getattr(report, "findings", ())
+        if str(getattr(f, "severity", "")).lower().endswith("error")
+    ]
+    return lines or ["the compatibility check failed without naming a reason"]
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    engine: str | None = None,
+    device: str | torch.device = "cuda",
+    strategy: RuntimeStrategy | Mapping[str, Any] | None = None,
+    runtime_cache: str | os.PathLike[str] | None = "auto",
+    fallback: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> torch.nn.Module:
+    """Load one engine of a bundle as a callable ``torch.nn.Module``.
+
+    The compatibility check runs first, before anything touches the GPU; if the bundle cannot run
+    here, a ``CompatibilityError`` carrying the report is raised — unless
+    ``fallback="onnxruntime"`` and the bundle carries its ONNX source, in which case an ONNX
+    Runtime module with the same interface is returned and a ``FallbackWarning`` says why.
+    ``device="cpu"`` always means the ONNX Runtime fallback. ``strategy`` overrides the bundle's
+    runtime strategy (a ``RuntimeStrategy``, or a dict of the fields to change).
+    ``runtime_cache`` is ``"auto"`` (a prewarmed cache from the bundle, else the local cache),
+    ``None`` (no cache) or a path to a cache file.
+    """
+    if fallback is not None and fallback not in FALLBACKS:
+        raise InvalidArgumentError(
+            f"fallback {fallback!r}: expected None or one of {', '.join(map(repr, FALLBACKS))}"
+        )
+    dev = _device(device)
+    if not (
+        runtime_cache is None
+        or runtime_cache == "auto"
+        or isinstance(runtime_cache, (str, os.PathLike))
+    ):
+        raise InvalidArgumentError(
+            f"runtime_cache {runtime_cache!r}: expected 'auto', None or a path to a cache file"
+        )
+    bundle = _bundle.open(path)
+    try:
+        info = bundle.manifest.engine(engine)
+        chosen = resolve_strategy(info.strategy, strategy)
+        report = None
+        if dev.type == "cpu":
+            reason = "device='cpu' was asked for, and TensorRT-RTX runs only on CUDA GPUs"
+        else:
+            from . import _compat
+
+            report = _compat.check(bundle, None, engine=info.name)
+            reason = None if report.ok else "; ".join(_error_lines(report))
+            if reason is None and _compat.local_target().compute_capability is None:
+                # The check leaves an unknown GPU unchecked; loading needs one.
+                reason = "no CUDA GPU was found on this machine (torch sees none)"
+        if reason is not None:
+            return _fall_back(bundle, info, dev, reason, report, fallback)
+        return _load_tensorrt(bundle, info, dev, chosen, runtime_cache, cache_dir)
+    finally:
+        bundle.close()
+
+
+def _fall_back(
+    bundle: _bundle.Bundle,
+    info: EngineInfo,
+    dev: torch.device,
+    reason: str,
+    report: Any,
+    fallback: str | None,
+) -> torch.nn.Module:
+    where = f"engine {info.name!r} of {bundle.path}"
+    if fallback is None:
+        if report is None:
+            raise InvalidArgumentError(
+                f"{reason}; pass fallback='onnxruntime' to run the bundle's ONNX source on the CPU"
+            )
+        raise CompatibilityError(
+            f"{where} cannot run on this machine: {reason} (or pass fallback='onnxruntime' to run "
+            "its ONNX source with ONNX Runtime)",
+            report,
+        )
+    if info.source is None:
+        raise CompatibilityError(
+            f"{where} cannot run with TensorRT-RTX here ({reason}), and the ONNX Runtime "
+            "fallback needs a bundle built with its source; this one has none — rebuild it "
+            "without --no-source (or save(..., include_source=True))",
+            report,
+        )
+    from . import _ort
+
+    ort_device = dev
+    note = ""
+    if dev.type == "cuda" and not _ort.cuda_provider_available():
+        ort_device = torch.device("cpu")
+        note = " ONNX Runtime runs on the CPU here (no CUDAExecutionProvider): pass CPU tensors."
+    module = _ort.OnnxRuntimeModule(
+        bundle.read_source(info.name) or b"",
+        name=info.name,
+        signature=Signature.from_engine_info(info),
+        device=ort_device,
+    )
+    warnings.warn(
+        f"rtxpack: running {where} with ONNX Runtime instead of TensorRT-RTX: {reason}.{note}",
+        FallbackWarning,
+        stacklevel=3,
+    )
+    return module
+
+
+def _load_tensorrt(
+    bundle: _bundle.Bundle,
+    info: EngineInfo,
+    dev: torch.device,
+    strategy: RuntimeStrategy,
+    runtime_cache: Any,
+    cache_dir: Any,
+) -> torch.nn.Module:
+    from . import _runtime
+
+    blob: bytes | None = None
+    origin = "none"
+    persist: Path | None = None
+    if runtime_cache is not None:
+        from . import _cache, _compat
+
+        plan = _cache.plan_runtime_cache(
+            bundle, info, _compat.local_target(), runtime_cache=runtime_cache, cache_dir=cache_dir
+        )
+        blob, origin, persist = plan.blob, plan.origin, plan.persist_path
+        if blob is None and plan.notes:
+            warnings.warn(
+                f"rtxpack: no runtime cache fits engine {info.name!r} here ("
+                + "; ".join(plan.notes)
+                + "); starting cold: the first inferences JIT-compile kernels",
+                stacklevel=3,
+            )
+    data = bundle.read_engine(info.name)
+    try:
+        return _runtime.TensorRTModule(
+            data,
+            name=info.name,
+            signature=Signature.from_engine_info(info) if info.inputs else None,
+            strategy=strategy,
+            cache_blob=blob,
+            cache_origin=origin,
+            persist_path=persist,
+            use_cache=runtime_cache is not None,
+            device=dev,
+        )
+    finally:
+        # TensorRT-RTX copies what it needs while deserializing; let the bundle's map close.
+        if isinstance(data, memoryview):
+            data.release()
