@@ -410,7 +410,7 @@ class BundleFile:
                 raise _integrity(section, got)
         return out
 
-    def _decompress(self, section: Section, view: memoryview) -> bytes:
+    def _decompress(self, section: Section, view: memoryview) -> memoryview:
         # Read bounded chunks of output and stop one byte past the declared size: a section that
         # claims more than it holds (or holds more than it claims, e.g. a zstd bomb whose few KB
         # expand to GBs) never allocates more than its declared size plus one chunk.
@@ -435,7 +435,7 @@ class BundleFile:
                 f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes, "
                 f"the manifest says {section.size}; the bundle is damaged"
             )
-        return bytes(out)
+        return memoryview(out).toreadonly()  # no second copy of a possibly large section
 
     def close(self) -> None:
         if self._mmap is not None:
