@@ -1,0 +1,404 @@
+"""Carrying bundles forward: format migrations, and rebuilding engines from their ONNX source.
+
+Format migrations are a registry of steps keyed by the format version they read. A step turns
+the raw manifest (the msgpack dict, before typed parsing) of version N into that of the next
+version. Format 1.0 is the first format rtxpack wrote, so today the registry is empty and
+``migrate`` only rewrites the file and records the migration; the next format change adds one
+step and one golden bundle (docs/migration.md).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import blake3
+import msgpack
+
+from . import _format
+from ._build import build_onnx, parse_compute_capabilities
+from ._bundle import utc_now
+from ._errors import (
+    CompatibilityError,
+    DamagedBundleError,
+    IntegrityError,
+    InvalidArgumentError,
+    RtxpackError,
+)
+from ._manifest import DEFAULT_LIMITS, EngineInfo, Limits, Manifest, Migration
+from ._target import same_release
+from ._version import __version__
+
+__all__ = ["STEPS", "Step", "migrate", "rebuild", "rebuild_plan", "rebuild_to_cache"]
+
+Version = tuple[int, int]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """Turns the raw manifest of format ``source`` into that of format ``target``.
+
+    ``sections`` may rewrite section payloads if a format change ever needs it; it gets the
+    section's kind and decoded bytes and returns new bytes, or None to copy the section byte for
+    byte (the default, and the only case so far).
+    """
+
+    target: Version
+    manifest: Callable[[dict[str, Any]], dict[str, Any]]
+    sections: Callable[[str, bytes], bytes | None] | None = None
+
+
+#: source version -> step. Empty: 1.0 is the only format rtxpack has written.
+STEPS: dict[Version, Step] = {}
+
+
+def _vstr(v: Version) -> str:
+    return f"{v[0]}.{v[1]}"
+
+
+def upgrade_manifest(raw: dict[str, Any], version: Version) -> tuple[dict[str, Any], Version]:
+    """Apply every registered step from ``version``; returns the dict and the version reached.
+
+    A version with no step that has the current major is read as is: older minors are readable by
+    definition, and newer minors only add fields (kept in ``Manifest.extra``).
+    """
+    seen = set()
+    while version in STEPS and version not in seen:
+        seen.add(version)
+        step = STEPS[version]
+        raw = step.manifest(raw)
+        version = step.target
+    return raw, version
+
+
+class _AnyVersionFile(_format.BundleFile):
+    """A BundleFile that also reads older formats that have migration steps."""
+
+    def _read_manifest(self) -> None:
+        where = str(self.path)
+        size = os.fstat(self._f.fileno()).st_size
+        self._f.seek(0)
+        raw = self._f.read(_format.HEADER_SIZE)
+        found: Version | None = None
+        if len(raw) >= 12 and raw[:8] == _format.MAGIC:
+            found = struct.unpack_from("<HH", raw, 8)
+        patched = raw
+        if found is not None and found in STEPS and found[0] != _format.FORMAT_VERSION[0]:
+            # Same header layout in every version; check it with today's rules.
+            patched = raw[:8] + struct.pack("<HH", *_format.FORMAT_VERSION) + raw[12:]
+        header = _format.parse_header(patched, size, self.limits, where)
+        self.header = header
+        self.version = found if found is not None else header.version
+        self._f.seek(header.manifest_offset)
+        blob = self._f.read(header.manifest_length)
+        if len(blob) != header.manifest_length:
+            raise DamagedBundleError(f"{where} is truncated inside its manifest")
+        if blake3.blake3(blob).digest() != header.manifest_digest:
+            raise IntegrityError(
+                f"{where}: the manifest does not match the digest in the header; the file was "
+                "changed after it was written — re-download or rebuild the bundle"
+            )
+        lim = self.limits
+        try:
+            data = msgpack.unpackb(
+                blob,
+                raw=False,
+                strict_map_key=True,
+                max_str_len=lim.max_metadata_bytes,
+                max_bin_len=lim.max_metadata_bytes,
+                max_array_len=max(lim.max_sections, lim.max_caches, 4096),
+                max_map_len=max(lim.max_metadata_entries, lim.max_io_tensors, 64),
+                max_ext_len=0,
+            )
+        except Exception as exc:
+            raise DamagedBundleError(
+                f"{where}: the manifest is not valid msgpack within rtxpack's limits "
+                f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
+            ) from None
+        if not isinstance(data, dict):
+            raise DamagedBundleError(f"{where}: the manifest is not a map; the bundle is damaged")
+        data, self.reached = upgrade_manifest(data, self.version)
+        self.raw_manifest = data
+        self.manifest = Manifest.from_dict(data, self.limits)
+        _format.check_sections(self.manifest.sections, header.manifest_offset, self.limits, where)
+
+
+def _open_any(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> _AnyVersionFile:
+    try:
+        return _AnyVersionFile(path, limits)
+    except RtxpackError:
+        raise
+    except OSError as exc:
+        raise DamagedBundleError(f"cannot read {path}: {exc}") from None
+
+
+def _step_for_sections(version: Version) -> list[Step]:
+    steps, seen = [], set()
+    while version in STEPS and version not in seen:
+        seen.add(version)
+        steps.append(STEPS[version])
+        version = STEPS[version].target
+    return [s for s in steps if s.sections is not None]
+
+
+def migrate(
+    old: str | os.PathLike[str],
+    new: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
+) -> Path:
+    """Rewrite the bundle ``old`` in the current format as ``new``; returns ``new``.
+
+    Every section is copied byte for byte (digest checked) unless a migration step must change
+    it; unknown top-level manifest fields of a newer minor version are kept. The rewrite is
+    recorded in ``manifest.migrations``. ``new`` may be ``old`` (replaced atomically).
+    """
+    src = _open_any(old)
+    try:
+        from_v = src.version  # a newer major was refused by parse_header, naming both
+        section_steps = _step_for_sections(from_v)
+        manifest = src.manifest
+        target = Path(new)
+        with _format.atomic_output(target) as f:
+            writer = _format.BundleWriter(f)
+            for s in manifest.sections:
+                data: bytes | None = None
+                for step in section_steps:
+                    assert step.sections is not None
+                    changed = step.sections(s.kind, bytes(src.decode(s)) if data is None else data)
+                    data = data if changed is None else changed
+                if data is None:
+                    writer.copy_section(src, s)
+                else:
+                    writer.add_bytes(s.kind, s.name, data, s.codec)
+            record = Migration(
+                from_version=_vstr(from_v),
+                to_version=_vstr(_format.FORMAT_VERSION),
+                rtxpack_version=__version__,
+                time=utc_now(),
+            )
+            writer.finish(
+                replace(
+                    manifest,
+                    sections=tuple(writer.sections),
+                    migrations=(*manifest.migrations, record),
+                )
+            )
+        if progress:
+            progress(
+                f"migrated {old} from format {record.from_version} to {record.to_version}: "
+                f"{len(manifest.sections)} sections copied"
+                + (f", {len(manifest.extra)} unknown fields kept" if manifest.extra else "")
+            )
+        return target
+    finally:
+        src.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuild from source
+
+
+def _installed_trt() -> str:
+    from ._build import _trt
+
+    return str(_trt().__version__)
+
+
+def rebuild_plan(
+    manifest: Manifest,
+    *,
+    engines: Sequence[str] | None = None,
+    compute_capabilities: Sequence[str | float] | None = None,
+    installed: str | None = None,
+) -> dict[str, str]:
+    """Which engines need a rebuild, and why: ``{engine name: reason}`` (empty: none)."""
+    installed = installed or _installed_trt()
+    ccs = parse_compute_capabilities(compute_capabilities)
+    names = list(engines) if engines else [e.name for e in manifest.engines]
+    plan: dict[str, str] = {}
+    for name in names:
+        info = manifest.engine(name)
+        reasons = []
+        if not same_release(info.trt_version, installed):
+            reasons.append(
+                f"built with TensorRT-RTX {info.trt_version}, installed is {installed} "
+                "(engines only load on the release that built them)"
+            )
+        missing = [c for c in ccs or () if c not in info.compute_capabilities]
+        if missing:
+            reasons.append(f"lacks compute capability {', '.join(missing)}")
+        if reasons:
+            plan[name] = "; ".join(reasons)
+    return plan
+
+
+def _no_source(info: EngineInfo, reason: str, installed: str) -> CompatibilityError:
+    return CompatibilityError(
+        f"engine {info.name!r} must be rebuilt ({reason}) but the bundle does not carry its ONNX "
+        "source; rebuild the bundle from the model (`rtxpack build MODEL.onnx -o NEW.rtxpack` "
+        f"with TensorRT-RTX {installed}), or run it where TensorRT-RTX {info.trt_version} is "
+        "installed. Bundles built with --no-source cannot be rebuilt"
+    )
+
+
+def rebuild(
+    bundle: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    engines: Sequence[str] | None = None,
+    compute_capabilities: Sequence[str | float] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Rebuild engines that the installed TensorRT-RTX cannot load (or that lack a requested
+    compute capability) from the ONNX source the bundle carries; returns ``output``.
+
+    Name, strategy, profiles, source, samples, metadata and files are kept. Runtime caches of
+    rebuilt engines are dropped (they belong to the old engine); other caches are kept. With
+    ``compute_capabilities`` the rebuilt engines target exactly those; otherwise the recorded
+    targets (or the portable default set for hardware-portable engines). When nothing needs a
+    rebuild, ``output`` is an unchanged copy of the bundle.
+    """
+    say = progress or (lambda _msg: None)
+    installed = _installed_trt()
+    ccs = parse_compute_capabilities(compute_capabilities)
+    src = _format.open_bundle_file(bundle)
+    try:
+        manifest = src.manifest
+        plan = rebuild_plan(
+            manifest, engines=engines, compute_capabilities=ccs, installed=installed
+        )
+        for name, reason in plan.items():
+            if manifest.engine(name).source is None:
+                raise _no_source(manifest.engine(name), reason, installed)
+        if not plan:
+            say(
+                f"nothing to rebuild: every engine loads with TensorRT-RTX {installed}"
+                + (f" and targets {', '.join(ccs)}" if ccs else "")
+                + "; wrote an unchanged copy"
+            )
+        built: dict[str, Any] = {}
+        for name, reason in plan.items():
+            info = manifest.engine(name)
+            assert info.source is not None
+            say(f"{name}: {reason}: rebuilding from its ONNX source")
+            targets = ccs or (None if info.hardware_portable else info.compute_capabilities or None)
+            built[name] = build_onnx(
+                bytes(src.decode(manifest.sections[info.source])),
+                shapes=[dict(p) for p in info.profiles] or None,
+                compute_capabilities=targets,
+                progress=say,
+            )
+        dropped = {c.id for c in manifest.caches if c.engine in built}
+        for c in manifest.caches:
+            if c.id in dropped:
+                say(
+                    f"{c.engine}: dropped runtime cache {c.id} ({c.environment.gpu_name}): it was "
+                    "made for the old engine and no longer applies"
+                )
+        target = Path(output)
+        with _format.atomic_output(target) as f:
+            writer = _format.BundleWriter(f)
+            remap: dict[int, int] = {}
+            engine_at = {e.section: e.name for e in manifest.engines}
+            skip = {c.section for c in manifest.caches if c.id in dropped}
+            for i, s in enumerate(manifest.sections):
+                if i in skip:
+                    continue
+                if engine_at.get(i) in built:
+                    remap[i] = writer.add_bytes(s.kind, s.name, built[engine_at[i]].data, s.codec)
+                else:
+                    remap[i] = writer.copy_section(src, s)
+
+            def ref(index: int | None) -> int | None:
+                return None if index is None else remap[index]
+
+            new_engines = []
+            for e in manifest.engines:
+                e2 = replace(
+                    e, section=remap[e.section], source=ref(e.source), samples=ref(e.samples)
+                )
+                if e.name in built:
+                    b = built[e.name]
+                    e2 = replace(
+                        e2,
+                        trt_version=b.trt_version,
+                        compute_capabilities=b.compute_capabilities,
+                        hardware_portable=b.hardware_portable,
+                        platform=b.platform,
+                        inputs=b.inputs,
+                        outputs=b.outputs,
+                        profiles=b.profiles,
+                    )
+                new_engines.append(e2)
+            writer.finish(
+                replace(
+                    manifest,
+                    rtxpack_version=__version__,
+                    sections=tuple(writer.sections),
+                    engines=tuple(new_engines),
+                    caches=tuple(
+                        replace(c, section=remap[c.section])
+                        for c in manifest.caches
+                        if c.id not in dropped
+                    ),
+                    files={k: remap[v] for k, v in manifest.files.items()},
+                )
+            )
+        for name in built:
+            say(f"{name}: rebuilt with TensorRT-RTX {installed}")
+        return target
+    finally:
+        src.close()
+
+
+def cache_dir() -> Path:
+    """Where ``rebuild_to_cache`` puts bundles: $RTXPACK_CACHE_DIR/rebuilt, else the user cache
+    directory of rtxpack (platformdirs) /rebuilt."""
+    root = os.environ.get("RTXPACK_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("rtxpack")
+    return Path(root) / "rebuilt"
+
+
+def rebuild_to_cache(bundle: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
+    """Rebuild ``bundle`` for the installed TensorRT-RTX into the local cache; returns the path
+    to load. A previous rebuild of the same bundle (same manifest digest) for the same
+    TensorRT-RTX version is reused; a bundle that needs no rebuild is returned as is."""
+    installed = _installed_trt()
+    src = _format.open_bundle_file(bundle)
+    try:
+        plan = rebuild_plan(src.manifest, installed=installed)
+        key = src.header.manifest_digest.hex()[:32]
+    finally:
+        src.close()
+    if not plan:
+        return Path(bundle)
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot create the rebuild cache {directory}: {exc.strerror}; set RTXPACK_CACHE_DIR "
+            "to a writable folder"
+        ) from None
+    target = directory / f"{key}-trt{installed}.rtxpack"
+    import filelock
+
+    with filelock.FileLock(str(target) + ".lock"):
+        if target.is_file():
+            try:
+                _format.open_bundle_file(target).close()
+                if progress:
+                    progress(f"reusing the rebuild in {target}")
+                return target
+            except RtxpackError:
+                pass  # damaged: rebuild it
+        return rebuild(bundle, target, progress=progress)
