@@ -351,9 +351,10 @@ class TensorRTModule(torch.nn.Module):
                 o.data_ptr() for o in self._outputs or ()
             )
             if ptrs != self._last_ptrs:
+                last = self._last_ptrs or (None,) * len(ptrs)
                 names = sig.input_names + sig.output_names
-                for name, ptr in zip(names, ptrs):
-                    if not ctx.set_tensor_address(name, ptr):
+                for name, ptr, old in zip(names, ptrs, last):
+                    if ptr != old and not ctx.set_tensor_address(name, ptr):
                         raise RuntimeFailure(
                             f"TensorRT-RTX refused the address of tensor {name!r}: "
                             f"{_errors_of(state.logger)}"

@@ -1,0 +1,557 @@
+"""The TensorRT-RTX module against a double of ``tensorrt_rtx`` (no machine here can run engines).
+
+The double implements only what rtxpack calls; ``test_double_matches_real_api`` checks every public
+name of every fake class against the real ``tensorrt_rtx`` class, so the double cannot drift from
+the library. The double runs on CPU tensors: ``execute_async_v3`` reads the inputs and writes the
+outputs through the raw addresses it was given, so binding mistakes show up as wrong numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import warnings
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorrt_rtx as real
+import torch
+
+import rtxpack
+from rtxpack import _runtime
+from rtxpack._errors import RuntimeFailure, TensorMismatchError
+from rtxpack._io import Signature
+from rtxpack._loader import load
+from rtxpack._strategy import RuntimeStrategy
+
+W = np.random.default_rng(5).standard_normal((16, 8)).astype(np.float32)
+PROFILES = [((1, 16), (4, 16), (8, 16)), ((9, 16), (16, 16), (32, 16))]
+
+
+class World:
+    """What the fake library saw, and how it should behave."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.fail_deserialize = False
+        self.fail_context = False
+        self.accept_cache = True
+        self.cache_blob = b"compiled-kernels"
+        # Weak references: the double must not keep alive what rtxpack releases.
+        self.configs: list[weakref.ref[FakeConfig]] = []
+        self.contexts: list[weakref.ref[FakeContext]] = []
+
+    @property
+    def config(self) -> FakeConfig:
+        """The newest runtime config (alive)."""
+        cfg = self.configs[-1]()
+        assert cfg is not None
+        return cfg
+
+
+class FakeCache:
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    def deserialize(self, blob: Any) -> bool:
+        self._world.events.append(("cache.deserialize", bytes(blob)))
+        return self._world.accept_cache
+
+    def serialize(self) -> bytes:
+        self._world.events.append("cache.serialize")
+        return self._world.cache_blob
+
+    def reset(self) -> None:
+        pass
+
+    def __del__(self) -> None:
+        self._world.events.append("release cache")
+
+
+class FakeConfig:
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.dynamic_shapes_kernel_specialization_strategy = (
+            real.DynamicShapesKernelSpecializationStrategy.LAZY
+        )
+        self.cuda_graph_strategy = real.CudaGraphStrategy.DISABLED
+        self._alloc = real.ExecutionContextAllocationStrategy.STATIC
+        self._cache: weakref.ref[FakeCache] | None = None  # rtxpack keeps the cache alive
+        world.configs.append(weakref.ref(self))
+
+    def set_execution_context_allocation_strategy(self, strategy: Any) -> None:
+        self._alloc = strategy
+
+    def get_execution_context_allocation_strategy(self) -> Any:
+        return self._alloc
+
+    def create_runtime_cache(self) -> FakeCache:
+        return FakeCache(self._world)
+
+    def set_runtime_cache(self, cache: FakeCache) -> bool:
+        self._cache = weakref.ref(cache)
+        return True
+
+    def get_runtime_cache(self) -> FakeCache | None:
+        return None if self._cache is None else self._cache()
+
+    def __del__(self) -> None:
+        self._world.events.append("release config")
+
+
+def _array_at(ptr: int, shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    return np.ctypeslib.as_array((ctypes.c_float * n).from_address(ptr)).reshape(shape)
+
+
+class FakeContext:
+    def __init__(self, world: World, config: FakeConfig) -> None:
+        self._world = world
+        self._config = config  # as the real context, it relies on the config staying alive
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._addresses: dict[str, int] = {}
+        self.active_optimization_profile = 0
+        world.contexts.append(weakref.ref(self))
+
+    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
+        self._world.events.append(("set_profile", index, stream))
+        self.active_optimization_profile = index
+        return True
+
+    def set_input_shape(self, name: str, shape: Any) -> bool:
+        self._world.events.append(("set_input_shape", name, tuple(shape)))
+        lo, _, hi = PROFILES[self.active_optimization_profile]
+        if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+            return False
+        self._shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name == "y":
+            return (self._shapes["x"][0], 8)
+        return self._shapes[name]
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        self._world.events.append(("set_tensor_address", name))
+        self._addresses[name] = ptr
+        return True
+
+    def update_device_memory_size_for_shapes(self) -> int:
+        return 4096
+
+    def set_device_memory(self, ptr: int, size: int) -> None:
+        self._world.events.append(("set_device_memory", size))
+
+    def execute_async_v3(self, stream: int) -> bool:
+        self._world.events.append(("execute", stream))
+        x = _array_at(self._addresses["x"], self._shapes["x"])
+        y = _array_at(self._addresses["y"], (self._shapes["x"][0], 8))
+        y[...] = np.maximum(x @ W, 0)
+        return True
+
+    def __del__(self) -> None:
+        self._world.events.append("release context")
+
+
+class FakeEngine:
+    num_io_tensors = 2
+    num_optimization_profiles = 2
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    def get_tensor_name(self, index: int) -> str:
+        return ["x", "y"][index]
+
+    def get_tensor_mode(self, name: str) -> Any:
+        return real.TensorIOMode.INPUT if name == "x" else real.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> Any:
+        return real.DataType.FLOAT
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return (-1, 16) if name == "x" else (-1, 8)
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+        return list(PROFILES[profile_index])
+
+    def create_runtime_config(self) -> FakeConfig:
+        return FakeConfig(self._world)
+
+    def create_execution_context(self, config: FakeConfig) -> FakeContext | None:
+        if self._world.fail_context:
+            return None
+        return FakeContext(self._world, config)
+
+    def __del__(self) -> None:
+        self._world.events.append("release engine")
+
+
+class FakeRuntime:
+    def __init__(self, logger: Any) -> None:
+        self._world: World = WORLD[0]
+        self._logger = logger
+
+    def deserialize_cuda_engine(self, buffer: Any) -> FakeEngine | None:
+        self._world.events.append(("deserialize", len(memoryview(buffer))))
+        if self._world.fail_deserialize:
+            self._logger.log(real.ILogger.Severity.ERROR, "engine plan is for another GPU")
+            return None
+        return FakeEngine(self._world)
+
+    def __del__(self) -> None:
+        self._world.events.append("release runtime")
+
+
+WORLD: list[World] = []
+FAKES = {
+    FakeRuntime: real.Runtime,
+    FakeEngine: real.ICudaEngine,
+    FakeConfig: real.IRuntimeConfig,
+    FakeCache: real.IRuntimeCache,
+    FakeContext: real.IExecutionContext,
+}
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    w = World()
+    WORLD[:] = [w]
+    fake_trt = SimpleNamespace(
+        Runtime=FakeRuntime,
+        ILogger=real.ILogger,
+        TensorIOMode=real.TensorIOMode,
+        DataType=real.DataType,
+        DynamicShapesKernelSpecializationStrategy=real.DynamicShapesKernelSpecializationStrategy,
+        CudaGraphStrategy=real.CudaGraphStrategy,
+        ExecutionContextAllocationStrategy=real.ExecutionContextAllocationStrategy,
+    )
+    monkeypatch.setattr(_runtime, "_trt", lambda: fake_trt)
+    monkeypatch.setattr(_runtime, "_stream_handle", lambda device: 1234)
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: False)
+    persisted: list[tuple[Path, bytes]] = []
+    monkeypatch.setattr(_runtime, "_persist", lambda p, b: persisted.append((p, b)) or True)
+    w.persisted = persisted  # type: ignore[attr-defined]
+    return w
+
+
+def make(**kw: Any) -> _runtime.TensorRTModule:
+    kw.setdefault("device", "cpu")
+    return _runtime.TensorRTModule(b"vtrt-engine-bytes", **kw)
+
+
+def reference(x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(x @ torch.from_numpy(W))
+
+
+def count(world: World, kind: str) -> int:
+    return sum(1 for e in world.events if isinstance(e, tuple) and e[0] == kind)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_double_matches_real_api(world: World) -> None:
+    """Every public name a fake defines (class or instance) exists on the real class."""
+    instances = {
+        FakeRuntime: FakeRuntime(None),
+        FakeEngine: FakeEngine(world),
+        FakeConfig: FakeConfig(world),
+        FakeCache: FakeCache(world),
+        FakeContext: FakeContext(world, FakeConfig(world)),
+    }
+    for fake, real_cls in FAKES.items():
+        names = {n for n in dir(instances[fake]) if not n.startswith("_")}
+        assert names, fake
+        missing = sorted(n for n in names if not hasattr(real_cls, n))
+        assert not missing, f"{fake.__name__} has {missing}, which {real_cls.__name__} lacks"
+    # And the enum members the strategy mapping uses exist under the same names.
+    for member in rtxpack.DynamicShapesStrategy:
+        assert hasattr(real.DynamicShapesKernelSpecializationStrategy, member.name)
+    for member in rtxpack.CudaGraphStrategy:
+        assert hasattr(real.CudaGraphStrategy, member.name)
+    for member in rtxpack.AllocationStrategy:
+        assert hasattr(real.ExecutionContextAllocationStrategy, member.name)
+
+
+def test_signature_read_from_engine_when_bundle_has_none(world: World) -> None:
+    m = make()
+    assert m.input_names == ("x",) and m.output_names == ("y",)
+    assert [p["x"].max for p in m.signature.profiles] == [(8, 16), (32, 16)]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (
+            RuntimeStrategy(),
+            ("LAZY", "DISABLED", "STATIC"),
+        ),
+        (
+            RuntimeStrategy("eager", "whole_graph_capture", "on_profile_change"),
+            ("EAGER", "WHOLE_GRAPH_CAPTURE", "ON_PROFILE_CHANGE"),
+        ),
+        (
+            RuntimeStrategy("none", "disabled", "user_managed"),
+            ("NONE", "DISABLED", "USER_MANAGED"),
+        ),
+    ],
+)
+def test_strategy_is_restored_on_the_runtime_config(
+    world: World, strategy: RuntimeStrategy, expected: tuple[str, str, str]
+) -> None:
+    m = make(strategy=strategy)
+    cfg = world.config
+    got = (
+        cfg.dynamic_shapes_kernel_specialization_strategy.name,
+        cfg.cuda_graph_strategy.name,
+        cfg.get_execution_context_allocation_strategy().name,
+    )
+    assert got == expected
+    m.close()
+
+
+def test_cache_blob_is_deserialized_and_attached(world: World) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = make(cache_blob=b"warm", cache_origin="prewarmed cache 3fa2")
+    assert ("cache.deserialize", b"warm") in world.events
+    assert isinstance(world.config.get_runtime_cache(), FakeCache)
+    assert m.cache_origin == "prewarmed cache 3fa2"
+
+
+def test_rejected_cache_warns_and_starts_cold(world: World) -> None:
+    world.accept_cache = False
+    with pytest.warns(UserWarning, match="rejected cache prewarmed cache 3fa2 although it looked"):
+        m = make(cache_blob=b"foreign", cache_origin="prewarmed cache 3fa2")
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(m(x), reference(x))
+
+
+def test_no_cache_when_caching_is_off(world: World) -> None:
+    m = make(use_cache=False, persist_path=Path("/nonexistent/c.bin"))
+    assert world.config.get_runtime_cache() is None
+    m.close()
+    assert world.persisted == []  # type: ignore[attr-defined]
+
+
+def test_call_binds_by_address_and_computes(world: World) -> None:
+    m = make()
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(m(x), reference(x))
+    torch.testing.assert_close(m(x=x), reference(x))
+    assert m(x, return_dict=True).keys() == {"y"}
+    assert ("execute", 1234) in world.events
+
+
+def test_repeated_shapes_do_not_rebind_or_reallocate(world: World) -> None:
+    m = make()
+    x = torch.randn(4, 16)
+    first = m(x)
+    ptr = first.data_ptr()
+    second = m(x)
+    assert count(world, "set_input_shape") == 1
+    assert count(world, "set_tensor_address") == 2  # x and y, once
+    assert second.data_ptr() == ptr
+    m(torch.randn(4, 16))  # same shape, new input storage: only the input address changes
+    assert count(world, "set_input_shape") == 1
+    assert count(world, "set_tensor_address") == 3
+    m(torch.randn(6, 16))  # a new shape: shapes set again, outputs allocated again
+    assert count(world, "set_input_shape") == 2
+
+
+def test_profile_is_chosen_and_switched_only_when_needed(world: World) -> None:
+    m = make()
+    m(torch.randn(2, 16))
+    assert count(world, "set_profile") == 0  # a context starts in profile 0
+    x = torch.randn(20, 16)
+    torch.testing.assert_close(m(x), reference(x))
+    assert ("set_profile", 1, 1234) in world.events
+    m(torch.randn(30, 16))
+    assert count(world, "set_profile") == 1
+    m(torch.randn(3, 16))
+    assert ("set_profile", 0, 1234) in world.events
+
+
+def test_inputs_are_validated_precisely(world: World) -> None:
+    m = make()
+    with pytest.raises(TensorMismatchError, match=r"input 'x': dim 0 is 40, profile 0 allows 1..8"):
+        m(torch.randn(40, 16))
+    with pytest.raises(TensorMismatchError, match=r"profile 1 allows 9\.\.32"):
+        m(torch.randn(40, 16))
+    with pytest.raises(TensorMismatchError, match="dtype float64, the engine expects float32"):
+        m(torch.randn(3, 16, dtype=torch.float64))
+    with pytest.raises(TensorMismatchError, match="rank 1"):
+        m(torch.randn(16))
+    with pytest.raises(TensorMismatchError, match="dim 1 is 15, the engine needs exactly 16"):
+        m(torch.randn(3, 15))
+    with pytest.raises(TensorMismatchError, match="missing input"):
+        m()
+    with pytest.raises(TensorMismatchError, match="unknown input 'z'"):
+        m(z=torch.randn(3, 16))
+    with pytest.raises(TensorMismatchError, match="positional inputs"):
+        m(torch.randn(3, 16), torch.randn(3, 16))
+
+
+def test_wrong_device_is_refused(world: World) -> None:
+    m = make(device="cuda")  # the double never touches CUDA
+    with pytest.raises(TensorMismatchError, match=r"input 'x' is on cpu, this module runs on cuda"):
+        m(torch.randn(3, 16))
+
+
+def test_user_managed_allocation_provides_device_memory(world: World) -> None:
+    m = make(strategy=RuntimeStrategy(execution_context_allocation_strategy="user_managed"))
+    m(torch.randn(3, 16))
+    assert ("set_device_memory", 4096) in world.events
+
+
+def test_outer_capture_switches_native_graphs_off_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make(
+        strategy=RuntimeStrategy(cuda_graph_strategy="whole_graph_capture"),
+        persist_path=Path("/tmp/c.bin"),
+    )
+    assert world.config.cuda_graph_strategy == real.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    x = torch.randn(3, 16)
+    m(x)
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: True)
+    torch.testing.assert_close(m(x), reference(x))
+    torch.testing.assert_close(m(x), reference(x))
+    assert len(world.configs) == 2 and len(world.contexts) == 2
+    assert world.config.cuda_graph_strategy == real.CudaGraphStrategy.DISABLED
+    assert m.strategy.cuda_graph_strategy == rtxpack.CudaGraphStrategy.DISABLED
+    # The cache was written before the switch and carried into the new config.
+    assert world.persisted == [(Path("/tmp/c.bin"), b"compiled-kernels")]  # type: ignore[attr-defined]
+    assert ("cache.deserialize", b"compiled-kernels") in world.events
+    # The old context went before the old cache and config.
+    rel = [e for e in world.events if isinstance(e, str) and e.startswith("release")]
+    assert rel[:3] == ["release context", "release cache", "release config"]
+    assert count(world, "set_input_shape") == 2  # the new context got its shapes once
+
+
+def test_no_switch_when_native_graphs_are_off(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make()
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: True)
+    m(torch.randn(3, 16))
+    assert len(world.contexts) == 1
+
+
+def test_close_persists_cache_and_releases_in_order(world: World) -> None:
+    with make(persist_path=Path("/tmp/x.cache")) as m:
+        m(torch.randn(3, 16))
+    assert world.persisted == [(Path("/tmp/x.cache"), b"compiled-kernels")]  # type: ignore[attr-defined]
+    released = [e for e in world.events if isinstance(e, str) and e.startswith("release")]
+    assert released == [
+        "release context",
+        "release cache",
+        "release config",
+        "release engine",
+        "release runtime",
+    ]
+    m.close()  # idempotent
+    assert len(world.persisted) == 1  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeFailure, match="was closed"):
+        m(torch.randn(3, 16))
+
+
+def test_garbage_collection_persists_and_never_raises(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make(persist_path=Path("/tmp/gc.cache"))
+    m(torch.randn(3, 16))
+
+    def boom(p: Path, b: bytes) -> bool:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_runtime, "_persist", boom)
+    with pytest.warns(UserWarning, match="could not write the runtime cache"):
+        del m
+        import gc
+
+        gc.collect()
+    assert "release runtime" in world.events
+
+
+def test_deserialize_failure_quotes_the_logger(world: World) -> None:
+    world.fail_deserialize = True
+    with pytest.raises(RuntimeFailure, match=r"could not deserialize.*another GPU"):
+        make()
+
+
+def test_context_failure_is_a_runtime_failure(world: World) -> None:
+    world.fail_context = True
+    with pytest.raises(RuntimeFailure, match="could not create an execution context"):
+        make()
+
+
+def test_manifest_signature_must_match_engine(world: World) -> None:
+    from rtxpack._manifest import TensorSpec
+
+    sig = Signature(
+        (TensorSpec("image", "float32", (-1, 16)),), (TensorSpec("y", "float32", (-1, 8)),)
+    )
+    with pytest.raises(RuntimeFailure, match="inconsistent"):
+        make(signature=sig)
+
+
+# -- through rtxpack.load, with the real compatibility check bypassed --------------------------
+
+
+@pytest.fixture
+def supported_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtxpack import _compat
+
+    ok = SimpleNamespace(ok=True, findings=())
+    monkeypatch.setattr(_compat, "check", lambda *a, **k: ok)
+    monkeypatch.setattr(
+        _compat,
+        "local_target",
+        lambda: rtxpack._target.Target(
+            trt_version=real.__version__,
+            compute_capability="8.9",
+            driver_version="580.65",
+            os="linux",
+            gpu_name="NVIDIA GeForce RTX 4090",
+        ),
+    )
+
+
+def test_load_restores_overrides_and_round_trips_the_cache_file(
+    world: World, supported_machine: None, onnx_bundle: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from rtxpack import _cache
+
+    monkeypatch.setattr(_runtime, "_persist", _cache.persist_runtime_cache)
+    bundle = tmp_path / "b.rtxpack"
+    shutil.copy(onnx_bundle, bundle)
+    cache_file = tmp_path / "runtime.cache"
+    m = load(
+        bundle, strategy={"cuda_graph_strategy": "whole_graph_capture"}, runtime_cache=cache_file
+    )
+    assert m.backend == "tensorrt_rtx"
+    cfg = world.config
+    assert cfg.cuda_graph_strategy == real.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    assert cfg.dynamic_shapes_kernel_specialization_strategy.name == "LAZY"  # from the bundle
+    assert not any(e[0] == "cache.deserialize" for e in world.events if isinstance(e, tuple))
+    m.close()
+    assert cache_file.is_file()
+    # The next load starts from what the first one wrote.
+    m2 = load(bundle, runtime_cache=cache_file)
+    assert ("cache.deserialize", b"compiled-kernels") in world.events
+    m2.close()
+
+
+def test_load_with_rtx_strategy_object_replaces_the_bundles(
+    world: World, supported_machine: None, onnx_bundle: Path
+) -> None:
+    m = load(onnx_bundle, strategy=RuntimeStrategy("eager"), runtime_cache=None)
+    assert world.config.dynamic_shapes_kernel_specialization_strategy.name == "EAGER"
+    assert world.config.get_runtime_cache() is None
+    m.close()
