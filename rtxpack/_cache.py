@@ -53,6 +53,8 @@ MAX_CACHE_BYTES = 4 * 1024**3
 #: Environment variable that moves the local cache directory.
 CACHE_DIR_ENV = "RTXPACK_CACHE_DIR"
 LOCK_TIMEOUT_S = 60.0
+#: At most this many "does not fit" notes in a CachePlan (caches for this GPU come first).
+MAX_NOTES = 10
 
 # Local cache file: header, then `meta_len` bytes of JSON (what it was made for), then the payload.
 #   magic (8) | version u16 | reserved u16 | meta_len u32 | payload_len u64 | blake3(payload) (32)
@@ -72,7 +74,8 @@ class CachePlan:
 
     ``blob`` is the bytes to deserialize (None: start cold). ``origin`` says, for people, where
     they came from. ``persist_path`` is where to write the cache after the run (None: nowhere).
-    ``notes`` says, per prewarmed cache of this engine, why it did not fit this machine.
+    ``notes`` says, when no prewarmed cache of this engine fitted, why each did not (or that a
+    fitting one was unreadable).
     ``cache_id`` is the id of the bundle's prewarmed cache when ``blob`` is exactly that cache.
     """
 
@@ -327,6 +330,23 @@ def _fitting_order(caches: list[CacheInfo]) -> list[CacheInfo]:
     return [c for _, c in indexed]
 
 
+def _why_none_fits(caches: list[CacheInfo], target: Target) -> list[str]:
+    """One note per cache (same GPU first, at most MAX_NOTES), saying why it does not fit."""
+    gpu = (target.gpu_name or "").strip().lower()
+    same_gpu_first = sorted(caches, key=lambda c: c.environment.gpu_name.strip().lower() != gpu)
+    notes = []
+    for c in same_gpu_first[:MAX_NOTES]:
+        reasons = cache_mismatches(c.environment, target)
+        if reasons:
+            notes.append(
+                f"prewarmed cache {c.id} ({describe_environment(c.environment)}) does not fit: "
+                + "; ".join(reasons)
+            )
+    if len(caches) > MAX_NOTES:
+        notes.append(f"... and {len(caches) - MAX_NOTES} more prewarmed caches that do not fit")
+    return notes
+
+
 def plan_runtime_cache(
     bundle: Bundle,
     engine_info: EngineInfo,
@@ -358,22 +378,22 @@ def plan_runtime_cache(
     notes: list[str] = []
     chosen: CacheInfo | None = None
     chosen_blob: bytes | None = None
-    ours = [c for c in bundle.manifest.caches if c.engine == engine_info.name]
-    for c in _fitting_order(ours):
-        reasons = cache_mismatches(c.environment, target)
-        if reasons:
-            notes.append(
-                f"prewarmed cache {c.id} ({describe_environment(c.environment)}) does not fit: "
-                + "; ".join(reasons)
-            )
+    ours = _fitting_order([c for c in bundle.manifest.caches if c.engine == engine_info.name])
+    gpu, os_name = (target.gpu_name or "").strip().lower(), target.os
+    for c in ours:
+        # Cheap test first: a bundle may hold caches for hundreds of environments.
+        if c.environment.os != os_name or c.environment.gpu_name.strip().lower() != gpu:
             continue
-        if chosen is not None:
+        if cache_mismatches(c.environment, target):
             continue
         try:
             chosen_blob = bundle.read_cache(c.id)
             chosen = c
+            break
         except RtxpackError as exc:
             notes.append(f"prewarmed cache {c.id} is unreadable: {exc}")
+    if chosen is None:
+        notes += _why_none_fits(ours, target)
     base = chosen.id if chosen is not None else None
     _remember(local, {"engine_digest": engine_digest, "environment": env_key, "based_on": base})
 

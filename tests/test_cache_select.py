@@ -91,8 +91,7 @@ def test_selection_rules(
         assert plan.blob == BLOBS[expected]
         chosen = ids[plan.cache_id]
         assert plan.cache_id in plan.origin and chosen.environment.gpu_name in plan.origin
-        assert len(plan.notes) == 2  # the two other caches of 'main' say why they did not fit
-        assert all(plan.cache_id not in n for n in plan.notes)
+        assert plan.notes == ()  # notes explain a cold start only
 
 
 def test_notes_name_each_cache_and_reason(cached_bundle: Path, tmp_path: Path) -> None:
@@ -177,3 +176,21 @@ def test_newest_of_several_fitting_caches_is_chosen(engine_bundle: Path, tmp_pat
             b, b.manifest.engine(), target(driver="580.95"), cache_dir=tmp_path
         )
     assert plan.cache_id == newest.id and plan.blob == b"newer"
+
+
+def test_notes_are_capped_with_same_gpu_first(engine_bundle: Path, tmp_path: Path) -> None:
+    path = tmp_path / "many.rtxpack"
+    shutil.copyfile(engine_bundle, path)
+    from rtxpack._edit import NewCache, rewrite
+
+    others = [
+        NewCache(b"x", None, dataclasses.replace(LINUX_4090, gpu_name=f"GPU {i}"))
+        for i in range(30)
+    ]
+    same_gpu = NewCache(b"y", None, dataclasses.replace(LINUX_4090, driver_version="590.1"))
+    rewrite(path, add=[*others, same_gpu])
+    with rtxpack.open(path) as b:
+        plan = plan_runtime_cache(b, b.manifest.engine(), target(), cache_dir=tmp_path)
+    assert plan.blob is None and len(plan.notes) == 11
+    assert "driver major version must match" in plan.notes[0]  # the closest miss comes first
+    assert plan.notes[-1] == "... and 21 more prewarmed caches that do not fit"
