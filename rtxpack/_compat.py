@@ -371,11 +371,11 @@ def _pip_spec(version: str) -> str:
     return f'"tensorrt-rtx>={major}.{minor}.{patch},<{major}.{minor}.{patch + 1}"'
 
 
-def _rebuild_hint(info: EngineInfo, what: str) -> str:
+def _rebuild_hint(info: EngineInfo, what: str, flags: str = "") -> str:
     if info.source is not None:
         return (
-            f"rebuild it {what} with `rtxpack rebuild BUNDLE -o NEW` (the bundle carries its "
-            "source)"
+            f"rebuild it {what} with `rtxpack rebuild BUNDLE -o NEW{flags}` (the bundle carries "
+            "its source)"
         )
     return (
         f"build a new engine {what} from the original model with `rtxpack build` (the bundle "
@@ -436,7 +436,7 @@ def _check_unknown_fields(run: _Run, missing: frozenset[str]) -> None:
             "the target's GPU is unknown (no GPU detected or none given), so compute "
             "capabilities were not checked (give --cc / Target(compute_capability=...))",
         )
-    if t.driver_version is None:
+    if t.driver_version is None and "gpu" not in missing:
         run.add(
             "driver.not_checked",
             "info",
@@ -526,13 +526,16 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
             name,
         )
         return
-    what = f"for CC {cc}" if cc in SUPPORTED_CCS else "with the default (portable) targets"
+    if cc in SUPPORTED_CCS:
+        what, flags = f"for CC {cc}", f" --cc {cc}"
+    else:
+        what, flags = "with the default (portable) targets", ""
     run.add(
         "gpu.cc_not_targeted",
         "error",
         f"engine {name!r} was built for CC {_cc_list(targets)}"
         f"{' (plus PTX for newer GPUs)' if info.hardware_portable else ''}, not for the "
-        f"target GPU {gpu}; " + _rebuild_hint(info, what),
+        f"target GPU {gpu}; " + _rebuild_hint(info, what, flags),
         name,
     )
 
@@ -629,9 +632,10 @@ def _check_caches(run: _Run, bundle: Bundle, info: EngineInfo) -> bool:
     run.add(
         "cache.none_match",
         "warning",
-        f"engine {info.name!r} loads cold: none of its {len(caches)} prewarmed runtime caches "
-        f"fits the target ({detail}); the first runs compile kernels. Warm a cache on the "
-        "target and add it with `rtxpack cache` to ship a warm start",
+        f"loads cold, no prewarmed runtime cache fits the target: {detail} "
+        f"({len(caches)} cache(s) of engine {info.name!r}); the first runs compile kernels. "
+        "To ship a warm start, run `rtxpack prewarm BUNDLE -o NEW` on a target machine "
+        "(or attach a cache made there with `rtxpack cache add`)",
         info.name,
     )
     return True

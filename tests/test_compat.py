@@ -114,6 +114,7 @@ def test_cc_not_targeted(src86: Path, raw86: Path) -> None:
     assert codes(report, "error") == {"gpu.cc_not_targeted"}
     assert status(report) == "needs_rebuild"
     assert "for CC 8.9" in report.errors[0].message and "8.6" in report.errors[0].message
+    assert "`rtxpack rebuild BUNDLE -o NEW --cc 8.9`" in report.errors[0].message
     assert status(check(raw86, replace(HERE, compute_capability="8.9"))) == "cannot_run"
 
 
