@@ -459,7 +459,7 @@ def _check_trt(run: _Run, info: EngineInfo, missing: frozenset[str]) -> None:
             run.add(
                 "trt.not_installed",
                 "error",
-                f"engine {name!r} needs TensorRT-RTX {built}, and TensorRT-RTX is not installed "
+                f"engine {name!r}: needs TensorRT-RTX {built}, and TensorRT-RTX is not installed "
                 f"on the target: pip install {_pip_spec(built)}",
                 name,
             )
@@ -470,7 +470,7 @@ def _check_trt(run: _Run, info: EngineInfo, missing: frozenset[str]) -> None:
         run.add(
             "engine.unknown_version",
             "warning",
-            f"engine {name!r} records TensorRT-RTX version {built!r}, which is not a version "
+            f"engine {name!r}: records TensorRT-RTX version {built!r}, which is not a version "
             "number, so it was not compared with the target's; rebuild the bundle",
             name,
         )
@@ -479,11 +479,30 @@ def _check_trt(run: _Run, info: EngineInfo, missing: frozenset[str]) -> None:
         run.add(
             "trt.version_mismatch",
             "error",
-            f"engine {name!r} was built with TensorRT-RTX {built}, the target has {have}; "
+            f"engine {name!r}: built with TensorRT-RTX {built}, target has {have}; "
             "engines only load on the TensorRT-RTX release that built them. Either install "
             f"that release (pip install {_pip_spec(built)}) or "
-            + _rebuild_hint(info, f"with TensorRT-RTX {have}"),
+            + _rebuild_hint(info, f"under TensorRT-RTX {have}"),
             name,
+        )
+
+
+def _gpu_label(t: Target) -> str:
+    cc = f"CC {t.compute_capability}"
+    return f"{t.gpu_name} ({cc})" if t.gpu_name else cc
+
+
+def _check_gpu_supported(run: _Run) -> None:
+    cc = run.target.compute_capability
+    if cc is not None and not trt_supports_cc(cc):
+        run.add(
+            "gpu.unsupported_cc",
+            "error",
+            f"the target GPU {_gpu_label(run.target)} is not supported by TensorRT-RTX at all "
+            f"(it supports CC {_cc_list(SUPPORTED_CCS)} and newer RTX GPUs; not Hopper 9.0, "
+            "data-center Blackwell 10.x or GPUs below 7.5); no rebuild helps: run on an RTX "
+            'GPU, or use rtxpack.load(..., fallback="onnxruntime") when the bundle carries its '
+            "source",
         )
 
 
@@ -491,24 +510,15 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
     cc, name = run.target.compute_capability, info.name
     if cc is None:
         return
-    gpu = f"{run.target.gpu_name} (CC {cc})" if run.target.gpu_name else f"CC {cc}"
+    gpu = _gpu_label(run.target)
     if not trt_supports_cc(cc):
-        run.add(
-            "gpu.unsupported_cc",
-            "error",
-            f"the target GPU {gpu} is not supported by TensorRT-RTX at all (it supports "
-            f"{_cc_list(SUPPORTED_CCS)} and newer RTX GPUs; not Hopper 9.0, data-center "
-            "Blackwell 10.x or GPUs below 7.5); no rebuild helps: run on an RTX GPU, or use "
-            'load(..., fallback="onnxruntime") when the bundle carries its source',
-            name,
-        )
-        return
+        return  # reported once for the bundle by _check_gpu_supported
     targets = info.compute_capabilities
     if not targets:
         run.add(
             "gpu.targets_unknown",
             "info",
-            f"engine {name!r} does not record which compute capabilities it targets, so "
+            f"engine {name!r}: does not record which compute capabilities it targets, so "
             f"{gpu} was not checked against them",
             name,
         )
@@ -519,7 +529,7 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
         run.add(
             "gpu.ptx_only",
             "warning",
-            f"engine {name!r} targets CC {_cc_list(targets)}; the target GPU {gpu} is newer, "
+            f"engine {name!r}: targets CC {_cc_list(targets)}; the target GPU {gpu} is newer, "
             "so it runs through PTX (like EngineValidity.SUBOPTIMAL): it works but is slower "
             "than a native build; a TensorRT-RTX release that knows this GPU builds a native "
             "engine (upgrade it, then `rtxpack rebuild`)",
@@ -533,7 +543,7 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
     run.add(
         "gpu.cc_not_targeted",
         "error",
-        f"engine {name!r} was built for CC {_cc_list(targets)}"
+        f"engine {name!r}: built for CC {_cc_list(targets)}"
         f"{' (plus PTX for newer GPUs)' if info.hardware_portable else ''}, not for the "
         f"target GPU {gpu}; " + _rebuild_hint(info, what, flags),
         name,
@@ -553,7 +563,7 @@ def _check_platform(run: _Run, info: EngineInfo) -> None:
         run.add(
             "platform.unknown",
             "info",
-            f"engine {name!r} records platform {info.platform!r}, which rtxpack does not know; "
+            f"engine {name!r}: records platform {info.platform!r}, which rtxpack does not know; "
             "it was not checked",
             name,
         )
@@ -562,7 +572,7 @@ def _check_platform(run: _Run, info: EngineInfo) -> None:
         run.add(
             "platform.mismatch",
             "error",
-            f"engine {name!r} was built on {info.platform}, the target is {have}; engines do "
+            f"engine {name!r}: built on {info.platform}, the target is {have}; engines do "
             f"not move between platforms: " + _rebuild_hint(info, f"on a {have} machine"),
             name,
         )
@@ -632,8 +642,8 @@ def _check_caches(run: _Run, bundle: Bundle, info: EngineInfo) -> bool:
     run.add(
         "cache.none_match",
         "warning",
-        f"loads cold, no prewarmed runtime cache fits the target: {detail} "
-        f"({len(caches)} cache(s) of engine {info.name!r}); the first runs compile kernels. "
+        f"engine {info.name!r}: loads cold, no prewarmed runtime cache fits the target: "
+        f"{detail}; the first runs compile kernels. "
         "To ship a warm start, run `rtxpack prewarm BUNDLE -o NEW` on a target machine "
         "(or attach a cache made there with `rtxpack cache add`)",
         info.name,
@@ -696,9 +706,9 @@ def decode_validity(validity: Any, diagnostics: int, engine: str) -> list[Findin
             Finding(
                 "runtime.suboptimal",
                 "warning",
-                f"TensorRT-RTX says engine {engine!r} is suboptimal here: the GPU is newer than "
-                "this TensorRT-RTX knows, so it runs through PTX, slower than a native build; "
-                "upgrade TensorRT-RTX and rebuild with `rtxpack rebuild`",
+                f"engine {engine!r}: TensorRT-RTX says it is suboptimal here: the GPU is "
+                "newer than this TensorRT-RTX knows, so it runs through PTX, slower than a "
+                "native build; upgrade TensorRT-RTX and rebuild with `rtxpack rebuild`",
                 engine,
             )
         ]
@@ -716,7 +726,7 @@ def decode_validity(validity: Any, diagnostics: int, engine: str) -> list[Findin
             Finding(
                 code,
                 "error",
-                f"TensorRT-RTX says engine {engine!r} {what} (EngineInvalidityDiagnostics."
+                f"engine {engine!r}: TensorRT-RTX says it {what} (EngineInvalidityDiagnostics."
                 f"{bit_name}); {fix}",
                 engine,
             )
@@ -726,7 +736,7 @@ def decode_validity(validity: Any, diagnostics: int, engine: str) -> list[Findin
             Finding(
                 "runtime.unknown_diagnostic",
                 "error",
-                f"TensorRT-RTX says engine {engine!r} is invalid here, with diagnostic bits "
+                f"engine {engine!r}: TensorRT-RTX says it is invalid here, with diagnostic bits "
                 f"{remaining:#x} this rtxpack does not know; upgrade rtxpack for a description",
                 engine,
             )
@@ -736,7 +746,7 @@ def decode_validity(validity: Any, diagnostics: int, engine: str) -> list[Findin
             Finding(
                 "engine.invalid",
                 "error",
-                f"TensorRT-RTX says engine {engine!r} is invalid here and gives no reason; "
+                f"engine {engine!r}: TensorRT-RTX says it is invalid here and gives no reason; "
                 "check the GPU and driver, or rebuild the engine with `rtxpack rebuild`",
                 engine,
             )
@@ -873,6 +883,7 @@ def _check_open(
     _check_format(run, bundle._file.version)
     _check_unknown_fields(run, missing)
     _check_driver(run)
+    _check_gpu_supported(run)
     for info in engines:
         _check_trt(run, info, missing)
         _check_cc(run, info)

@@ -79,7 +79,8 @@ def test_upgrade_planning_needs_rebuild_exits_1(
     assert code == 1
     (row,) = table_rows(out)
     assert row[:3] == [str(src86), "main", "needs_rebuild"]
-    assert "TensorRT-RTX 1.7.1" in row[3] and len(row[3]) <= 72
+    assert row[3].startswith("built with TensorRT-RTX 1.7.1") and len(row[3]) <= 72
+    assert "target has 1.8.0.10" in row[3]
     # the full message is below the table
     assert "error    trt.version_mismatch [main]: " in out
     assert "rtxpack rebuild BUNDLE -o NEW" in out

@@ -124,6 +124,7 @@ def test_gpus_tensorrt_rtx_does_not_support(src86: Path, cc: str) -> None:
     assert codes(report, "error") == {"gpu.unsupported_cc"}
     assert status(report) == "cannot_run"  # a rebuild does not help, even with the source
     assert "not supported by TensorRT-RTX" in report.errors[0].message
+    assert report.errors[0].engine is None  # about the GPU, said once for all engines
 
 
 def test_newer_gpu_with_portable_engine_is_a_warning(onnx_bundle: Path, raw86: Path) -> None:

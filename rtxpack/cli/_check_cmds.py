@@ -112,7 +112,9 @@ def render_table(reports: Sequence[CompatibilityReport]) -> str:
     rows = [("BUNDLE", "ENGINE", "STATUS", "REASON")]
     for r in reports:
         for v in r.engines:
-            reason = _short(v.reasons[0]) if v.reasons else "-"
+            reason = "-"
+            if v.reasons:  # the ENGINE column already names the engine
+                reason = _short(v.reasons[0].removeprefix(f"engine {v.engine!r}: "))
             rows.append((r.bundle, v.engine or "-", v.status, reason))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines: list[str] = []
