@@ -1,0 +1,94 @@
+"""rtxpack.load on this CPU-only machine: the real compatibility check, errors and the fallback."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import rtxpack
+from rtxpack import CompatibilityError, InvalidArgumentError, RuntimeStrategy
+from rtxpack._loader import FallbackWarning, load, resolve_strategy
+
+NO_GPU_HERE = not torch.cuda.is_available()
+pytestmark = pytest.mark.skipif(
+    not NO_GPU_HERE, reason="these tests describe a machine without a usable GPU"
+)
+
+
+def test_unsupported_machine_raises_with_the_report(onnx_bundle: Path) -> None:
+    with pytest.raises(CompatibilityError) as err:
+        load(onnx_bundle)
+    text = str(err.value)
+    assert "cannot run on this machine" in text
+    assert "fallback='onnxruntime'" in text  # says what to do
+    report = err.value.report
+    assert report is not None and not report.ok
+    for f in report.errors:  # every error finding is in the message
+        assert f.message in text
+
+
+def test_fallback_returns_an_onnxruntime_module_and_says_why(onnx_bundle: Path) -> None:
+    with pytest.warns(FallbackWarning, match="with ONNX Runtime instead of TensorRT-RTX: .*GPU"):
+        module = load(onnx_bundle, fallback="onnxruntime")
+    assert isinstance(module, torch.nn.Module)
+    assert module.backend == "onnxruntime"
+    assert module.device == torch.device("cpu")
+    assert module(torch.zeros(2, 16)).shape == (2, 8)
+    module.close()
+
+
+def test_cpu_device_means_the_fallback(onnx_bundle: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="pass fallback='onnxruntime'"):
+        load(onnx_bundle, device="cpu")
+    with pytest.warns(FallbackWarning, match="device='cpu'"):
+        load(onnx_bundle, device="cpu", fallback="onnxruntime").close()
+
+
+def test_fallback_needs_the_source(engine_bundle: Path) -> None:
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(CompatibilityError, match="needs a bundle built with its source"),
+    ):
+        warnings.simplefilter("error")  # no fallback warning when there is no fallback
+        load(engine_bundle, fallback="onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fallback": "tensorflow"}, "fallback 'tensorflow': expected None or one of"),
+        ({"device": "tpu"}, "device 'tpu'"),
+        ({"strategy": {"cuda_graphs": "on"}}, "unknown settings ['cuda_graphs']"),
+        ({"strategy": {"cuda_graph_strategy": "sometimes"}}, "cuda_graph_strategy: got"),
+        ({"strategy": 3}, "expected an rtxpack.RuntimeStrategy or a dict"),
+        ({"engine": "decoder"}, "no engine named 'decoder'"),
+        ({"runtime_cache": 5}, "runtime_cache 5"),
+    ],
+)
+def test_bad_arguments_are_invalid_argument_errors(
+    onnx_bundle: Path, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        load(onnx_bundle, **kwargs)
+    assert message in str(err.value)
+
+
+def test_missing_or_foreign_file_is_an_rtxpack_error(tmp_path: Path) -> None:
+    with pytest.raises(rtxpack.RtxpackError):
+        load(tmp_path / "nope.rtxpack", fallback="onnxruntime")
+    junk = tmp_path / "junk.rtxpack"
+    junk.write_bytes(b"not a bundle at all" * 10)
+    with pytest.raises(rtxpack.RtxpackError):
+        load(junk, fallback="onnxruntime")
+
+
+def test_strategy_overrides() -> None:
+    recorded = RuntimeStrategy("eager", "whole_graph_capture", "static")
+    assert resolve_strategy(recorded, None) is recorded
+    changed = resolve_strategy(recorded, {"cuda_graph_strategy": "disabled"})
+    assert changed == RuntimeStrategy("eager", "disabled", "static")
+    replaced = RuntimeStrategy()
+    assert resolve_strategy(recorded, replaced) is replaced
