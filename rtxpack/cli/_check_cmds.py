@@ -133,7 +133,8 @@ def render_table(reports: Sequence[CompatibilityReport]) -> str:
             lines.append("  no findings")
         for f in r.findings:
             where = f" [{f.engine}]" if f.engine else ""
-            lines.append(f"  {f.severity:<7}  {f.code}{where}: {f.message}")
+            message = f.message.removeprefix(f"engine {f.engine!r}: ")
+            lines.append(f"  {f.severity:<7}  {f.code}{where}: {message}")
     verdicts = [v.status for r in reports for v in r.engines]
     counts = ", ".join(f"{verdicts.count(s)} {s}" for s in _STATUS_ORDER if s in verdicts)
     lines += ["", f"{len(reports)} bundle(s), {len(verdicts)} engine(s): {counts}"]
