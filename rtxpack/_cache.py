@@ -378,12 +378,15 @@ def plan_runtime_cache(
     notes: list[str] = []
     chosen: CacheInfo | None = None
     chosen_blob: bytes | None = None
-    ours = _fitting_order([c for c in bundle.manifest.caches if c.engine == engine_info.name])
+    ours = [c for c in bundle.manifest.caches if c.engine == engine_info.name]
     gpu, os_name = (target.gpu_name or "").strip().lower(), target.os
-    for c in ours:
-        # Cheap test first: a bundle may hold caches for hundreds of environments.
-        if c.environment.os != os_name or c.environment.gpu_name.strip().lower() != gpu:
-            continue
+    # Cheap test first: a bundle may hold caches for hundreds of environments.
+    candidates = [
+        c
+        for c in ours
+        if c.environment.os == os_name and c.environment.gpu_name.strip().lower() == gpu
+    ]
+    for c in _fitting_order(candidates):
         if cache_mismatches(c.environment, target):
             continue
         try:
@@ -393,7 +396,7 @@ def plan_runtime_cache(
         except RtxpackError as exc:
             notes.append(f"prewarmed cache {c.id} is unreadable: {exc}")
     if chosen is None:
-        notes += _why_none_fits(ours, target)
+        notes += _why_none_fits(_fitting_order(ours), target)
     base = chosen.id if chosen is not None else None
     _remember(local, {"engine_digest": engine_digest, "environment": env_key, "based_on": base})
 
