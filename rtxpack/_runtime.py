@@ -315,6 +315,19 @@ class TensorRTModule(torch.nn.Module):
         self._create_context(self.strategy, blob, use_cache)
         self._native_graphs_off = True
 
+    def disable_native_cuda_graphs(self) -> None:
+        """Turn TensorRT-RTX's own CUDA graph capture off (recreates config + context once).
+
+        Done automatically on the first call inside an outer ``torch.cuda.graph`` capture; call
+        it before capturing to keep context creation (which may allocate) out of the capture.
+        """
+        if self._state.closed:
+            raise RuntimeFailure(f"engine {self.engine_name!r} was closed; load the bundle again")
+        if self.strategy.cuda_graph_strategy == CudaGraphStrategy.DISABLED:
+            return
+        with _device_guard(self.device):
+            self._switch_off_native_graphs()
+
     # -- calls -------------------------------------------------------------------------------
 
     @property

@@ -434,6 +434,20 @@ def test_outer_capture_switches_native_graphs_off_once(
     assert count(world, "set_input_shape") == 2  # the new context got its shapes once
 
 
+def test_native_graphs_can_be_switched_off_before_capture(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make(strategy=RuntimeStrategy(cuda_graph_strategy="whole_graph_capture"))
+    m.disable_native_cuda_graphs()
+    m.disable_native_cuda_graphs()  # once is enough
+    assert len(world.contexts) == 2
+    assert world.config.cuda_graph_strategy == real.CudaGraphStrategy.DISABLED
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: True)
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(m(x), reference(x))
+    assert len(world.contexts) == 2  # no further switch inside the capture
+
+
 def test_no_switch_when_native_graphs_are_off(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
