@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sys
 import warnings
 import weakref
 from pathlib import Path
@@ -185,8 +186,11 @@ class TensorRTModule(torch.nn.Module):
 
     Call with tensors on ``device``: positionally in ``input_names`` order or by name. Returns a
     tensor, a tuple for several outputs, or a dict with ``return_dict=True`` (per call) or
-    ``module.return_dict = True``. With ``reuse_outputs`` (the default), calls with the same input
-    shapes write into the same output tensors: clone a result you keep across calls.
+    ``module.return_dict = True``. With ``reuse_outputs`` (the default), a call with the same input
+    shapes as the last one writes into the same output tensors (no allocation, no re-binding;
+    what TensorRT-RTX's native CUDA graphs need) unless the caller still holds the tensors the last
+    call returned: then fresh ones are allocated, so a kept result is never overwritten. (A view
+    of an output, kept without the output itself, is not seen: clone it.)
     """
 
     backend = "tensorrt_rtx"
@@ -358,7 +362,7 @@ class TensorRTModule(torch.nn.Module):
             shapes = tuple(tuple(t.shape) for t in tensors)
             if shapes != self._last_shapes:
                 self._set_shapes(ctx, shapes, stream)
-            elif not self.reuse_outputs:
+            elif not self.reuse_outputs or self._outputs_held():
                 self._outputs = self._allocate_outputs(ctx)
             ptrs = tuple(t.data_ptr() for t in tensors) + tuple(
                 o.data_ptr() for o in self._outputs or ()
@@ -411,6 +415,15 @@ class TensorRTModule(torch.nn.Module):
             ctx.set_device_memory(mem.data_ptr(), mem.numel())
         self._outputs = self._allocate_outputs(ctx)
         self._last_shapes = shapes
+
+    def _outputs_held(self) -> bool:
+        """Does the caller still hold a tensor we returned last time? Then don't overwrite it.
+
+        ``self._outputs`` holds one reference and ``getrefcount``'s argument another; any more
+        belong to the caller (a result kept in a variable, a list, a tuple).
+        """
+        outs = self._outputs or []
+        return any(sys.getrefcount(outs[i]) > 2 for i in range(len(outs)))
 
     def _allocate_outputs(self, ctx: Any) -> list[torch.Tensor]:
         outputs = []
