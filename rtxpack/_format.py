@@ -14,6 +14,7 @@ import contextlib
 import mmap
 import os
 import secrets
+import stat
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -331,13 +332,20 @@ class BundleFile:
         self.limits = limits
         self._mmap: mmap.mmap | None = None
         try:
-            self._f: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 (closed in close())
+            # O_NONBLOCK: opening a FIFO must not wait forever for a writer (no effect on files)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise InvalidArgumentError(f"no such bundle: {self.path}") from None
         except IsADirectoryError:
             raise InvalidArgumentError(f"{self.path} is a folder, not a bundle file") from None
         except OSError as exc:
             raise InvalidArgumentError(f"cannot open {self.path}: {exc.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            what = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise InvalidArgumentError(f"{self.path} is {what}, not a bundle file")
+        self._f: IO[bytes] = os.fdopen(fd, "rb")
         try:
             self._read_manifest()
         except BaseException:
