@@ -86,7 +86,8 @@ def main() -> int:
         with torch.no_grad():
             want = model(batch)
         err = (got - want).abs().max().item()
-        print(f"   ran a batch of 5 through {type(module).__name__}: max |diff| vs torch = {err:.2e}")
+        name = type(module).__name__
+        print(f"   ran a batch of 5 through {name}: max |diff| vs torch = {err:.2e}")
         if err > 1e-3:
             print("   outputs differ from torch", file=sys.stderr)
             return 1
