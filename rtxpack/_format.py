@@ -17,7 +17,7 @@ import secrets
 import stat
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -60,6 +60,36 @@ assert _HEADER.size == HEADER_SIZE
 
 def format_version_str(version: tuple[int, int] = FORMAT_VERSION) -> str:
     return f"{version[0]}.{version[1]}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Turns the raw manifest of one older format version into that of ``target``.
+
+    ``sections`` may rewrite section payloads if a format change ever needs it (``rtxpack
+    migrate`` applies it); it gets the section's kind and decoded bytes and returns new bytes, or
+    None to keep the section as it is (the default, and the only case so far).
+    """
+
+    target: tuple[int, int]
+    manifest: Callable[[dict[str, Any]], dict[str, Any]]
+    sections: Callable[[str, bytes], bytes | None] | None = None
+
+
+#: Every older format rtxpack wrote, mapped to the step that carries it one version forward.
+#: The reader applies the steps, so ``rtxpack.open`` reads every version in this table; each entry
+#: comes with a golden bundle under tests/golden/ (docs/migration.md). Empty: 1.0 is the first.
+STEPS: dict[tuple[int, int], Step] = {}
+
+
+def upgrade_manifest(raw: dict[str, Any], version: tuple[int, int]) -> dict[str, Any]:
+    """Apply the registered steps from ``version`` on; a version with no step is returned as is."""
+    seen = set()
+    while version in STEPS and version not in seen:
+        seen.add(version)
+        raw = STEPS[version].manifest(raw)
+        version = STEPS[version].target
+    return raw
 
 
 def _hasher() -> Any:
@@ -271,7 +301,7 @@ def parse_header(raw: bytes, file_size: int, limits: Limits, where: str) -> Head
             f"{where} is truncated: {file_size} bytes, shorter than the {HEADER_SIZE}-byte header"
         )
     _, major, minor, flags, m_off, m_len, m_digest = _HEADER.unpack(raw[:HEADER_SIZE])
-    if major != FORMAT_VERSION[0]:
+    if major != FORMAT_VERSION[0] and (major, minor) not in STEPS:
         found, supported = f"{major}.{minor}", format_version_str()
         hint = (
             "upgrade rtxpack (pip install -U rtxpack)"
@@ -385,6 +415,8 @@ class BundleFile:
                 f"{where}: the manifest is not valid msgpack within rtxpack's limits "
                 f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
             ) from None
+        if isinstance(data, dict):
+            data = upgrade_manifest(data, self.version)
         self.raw_manifest: dict[str, Any] = data if isinstance(data, dict) else {}
         self.manifest = Manifest.from_dict(data, self.limits)
         check_sections(self.manifest.sections, self.header.manifest_offset, self.limits, where)

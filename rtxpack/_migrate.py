@@ -10,26 +10,20 @@ step and one golden bundle (docs/migration.md).
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import blake3
-import msgpack
 
 from . import _format
 from ._build import build_onnx, parse_compute_capabilities
 from ._bundle import utc_now
 from ._errors import (
     CompatibilityError,
-    DamagedBundleError,
-    IntegrityError,
     InvalidArgumentError,
     RtxpackError,
 )
-from ._manifest import DEFAULT_LIMITS, EngineInfo, Limits, Manifest, Migration
+from ._manifest import EngineInfo, Manifest, Migration
 from ._target import same_release
 from ._version import __version__
 
@@ -39,102 +33,12 @@ Version = tuple[int, int]
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Step:
-    """Turns the raw manifest of format ``source`` into that of format ``target``.
-
-    ``sections`` may rewrite section payloads if a format change ever needs it; it gets the
-    section's kind and decoded bytes and returns new bytes, or None to copy the section byte for
-    byte (the default, and the only case so far).
-    """
-
-    target: Version
-    manifest: Callable[[dict[str, Any]], dict[str, Any]]
-    sections: Callable[[str, bytes], bytes | None] | None = None
-
-
-#: source version -> step. Empty: 1.0 is the only format rtxpack has written.
-STEPS: dict[Version, Step] = {}
+Step = _format.Step
+STEPS = _format.STEPS  # source version -> step; the reader itself applies them
 
 
 def _vstr(v: Version) -> str:
     return f"{v[0]}.{v[1]}"
-
-
-def upgrade_manifest(raw: dict[str, Any], version: Version) -> tuple[dict[str, Any], Version]:
-    """Apply every registered step from ``version``; returns the dict and the version reached.
-
-    A version with no step that has the current major is read as is: older minors are readable by
-    definition, and newer minors only add fields (kept in ``Manifest.extra``).
-    """
-    seen = set()
-    while version in STEPS and version not in seen:
-        seen.add(version)
-        step = STEPS[version]
-        raw = step.manifest(raw)
-        version = step.target
-    return raw, version
-
-
-class _AnyVersionFile(_format.BundleFile):
-    """A BundleFile that also reads older formats that have migration steps."""
-
-    def _read_manifest(self) -> None:
-        where = str(self.path)
-        size = os.fstat(self._f.fileno()).st_size
-        self._f.seek(0)
-        raw = self._f.read(_format.HEADER_SIZE)
-        found: Version | None = None
-        if len(raw) >= 12 and raw[:8] == _format.MAGIC:
-            found = struct.unpack_from("<HH", raw, 8)
-        patched = raw
-        if found is not None and found in STEPS and found[0] != _format.FORMAT_VERSION[0]:
-            # Same header layout in every version; check it with today's rules.
-            patched = raw[:8] + struct.pack("<HH", *_format.FORMAT_VERSION) + raw[12:]
-        header = _format.parse_header(patched, size, self.limits, where)
-        self.header = header
-        self.version = found if found is not None else header.version
-        self._f.seek(header.manifest_offset)
-        blob = self._f.read(header.manifest_length)
-        if len(blob) != header.manifest_length:
-            raise DamagedBundleError(f"{where} is truncated inside its manifest")
-        if blake3.blake3(blob).digest() != header.manifest_digest:
-            raise IntegrityError(
-                f"{where}: the manifest does not match the digest in the header; the file was "
-                "changed after it was written — re-download or rebuild the bundle"
-            )
-        lim = self.limits
-        try:
-            data = msgpack.unpackb(
-                blob,
-                raw=False,
-                strict_map_key=True,
-                max_str_len=lim.max_metadata_bytes,
-                max_bin_len=lim.max_metadata_bytes,
-                max_array_len=max(lim.max_sections, lim.max_caches, 4096),
-                max_map_len=max(lim.max_metadata_entries, lim.max_io_tensors, 64),
-                max_ext_len=0,
-            )
-        except Exception as exc:
-            raise DamagedBundleError(
-                f"{where}: the manifest is not valid msgpack within rtxpack's limits "
-                f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
-            ) from None
-        if not isinstance(data, dict):
-            raise DamagedBundleError(f"{where}: the manifest is not a map; the bundle is damaged")
-        data, self.reached = upgrade_manifest(data, self.version)
-        self.raw_manifest = data
-        self.manifest = Manifest.from_dict(data, self.limits)
-        _format.check_sections(self.manifest.sections, header.manifest_offset, self.limits, where)
-
-
-def _open_any(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> _AnyVersionFile:
-    try:
-        return _AnyVersionFile(path, limits)
-    except RtxpackError:
-        raise
-    except OSError as exc:
-        raise DamagedBundleError(f"cannot read {path}: {exc}") from None
 
 
 def _step_for_sections(version: Version) -> list[Step]:
@@ -158,7 +62,7 @@ def migrate(
     it; unknown top-level manifest fields of a newer minor version are kept. The rewrite is
     recorded in ``manifest.migrations``. ``new`` may be ``old`` (replaced atomically).
     """
-    src = _open_any(old)
+    src = _format.open_bundle_file(old)
     try:
         from_v = src.version  # a newer major was refused by parse_header, naming both
         section_steps = _step_for_sections(from_v)

@@ -180,6 +180,8 @@ def test_a_registered_step_carries_an_older_format_forward(
         return raw
 
     monkeypatch.setitem(_migrate.STEPS, (0, 9), _migrate.Step(target=(1, 0), manifest=rename))
+    with rtxpack.open(old) as b:  # the reader itself applies the registered steps
+        assert b.format_version == "0.9" and b.manifest.engine().name == "main"
     out = _migrate.migrate(old, tmp_path / "new.rtxpack")
     with rtxpack.open(out) as b, rtxpack.open(GOLDEN_V1_0) as g:
         assert b.format_version == "1.0"
