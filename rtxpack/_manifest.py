@@ -114,6 +114,13 @@ def _str(value: Any, where: str, limits: Limits, pattern: re.Pattern[str] | None
     return value
 
 
+def _name(value: Any, where: str) -> str:
+    """Names (engines, sections, caches, files): 1 to 256 printable characters, as save() allows."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 256 or not value.isprintable():
+        raise _fail(where, value, "a name of 1 to 256 printable characters")
+    return value
+
+
 def _opt_str(value: Any, where: str, limits: Limits) -> str | None:
     return None if value is None else _str(value, where, limits)
 
@@ -216,7 +223,7 @@ class Section:
         kind = _str(_req(d, "kind", where), f"{where}.kind", limits)
         return cls(
             kind=kind,
-            name=_str(_req(d, "name", where), f"{where}.name", limits),
+            name=_name(_req(d, "name", where), f"{where}.name"),
             offset=_int(_req(d, "offset", where), f"{where}.offset", 0, 2**63 - 1),
             length=_int(_req(d, "length", where), f"{where}.length", 0, 2**63 - 1),
             codec=_choice(_req(d, "codec", where), f"{where}.codec", CODECS),
@@ -385,7 +392,7 @@ class EngineInfo:
         samples = d.get("samples")
         source_digest = d.get("source_digest")
         return cls(
-            name=_str(_req(d, "name", where), f"{where}.name", limits),
+            name=_name(_req(d, "name", where), f"{where}.name"),
             section=_section_ref(_req(d, "section", where), f"{where}.section", sections, "engine"),
             trt_version=_str(_req(d, "trt_version", where), f"{where}.trt_version", limits),
             compute_capabilities=tuple(
@@ -456,7 +463,7 @@ class CacheInfo:
                 }
             )
         return cls(
-            id=_str(_req(d, "id", where), f"{where}.id", limits),
+            id=_name(_req(d, "id", where), f"{where}.id"),
             engine=_str(_req(d, "engine", where), f"{where}.engine", limits),
             section=_section_ref(
                 _req(d, "section", where), f"{where}.section", sections, "runtime_cache"
@@ -568,7 +575,7 @@ class Manifest:
         if len(files_map) > limits.max_sections:
             raise _fail("files", len(files_map), f"at most {limits.max_sections} entries")
         files = {
-            _str(k, "files key", limits): _section_ref(v, f"files[{k!r}]", sections, "file")
+            _name(k, "files key"): _section_ref(v, f"files[{k!r}]", sections, "file")
             for k, v in files_map.items()
         }
         migrations = tuple(

@@ -520,3 +520,15 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["build", "m.onnx", "-o", "x", "--cuda-graph-strategy", "sometimes"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_inspect_escapes_terminal_control_sequences(
+    tmp_path: Path, mlp_engine: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Metadata comes from whoever wrote the bundle: it must not drive the reader's terminal."""
+    path = tmp_path / "evil.rtxpack"
+    rtxpack.save(mlp_engine, path, metadata={"note": "\x1b[2J\x1b]0;pwned\x07hi"})
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[2J\\x1b]0;pwned\\x07hi" in out

@@ -558,7 +558,14 @@ HOSTILE: dict[str, tuple[Mutator, type[RtxpackError], tuple[str, ...]]] = {
     "500 levels in an unknown field": (_nested_extra, DamagedBundleError, ("32 levels",)),
     # counts and lengths
     "300 engines": (_too_many_engines, DamagedBundleError, ("at most 256",)),
-    "5000-char name": (_set("engines.0.name", "n" * 5000), DamagedBundleError, ("4096",)),
+    "5000-char name": (_set("engines.0.name", "n" * 5000), DamagedBundleError, ("1 to 256",)),
+    "empty engine name": (_set("engines.0.name", ""), DamagedBundleError, ("1 to 256",)),
+    "terminal escape in a name": (
+        _set("engines.0.name", "\x1b[2J\x1b[31mok"),
+        DamagedBundleError,
+        ("printable",),
+    ),
+    "5000-char platform": (_set("engines.0.platform", "p" * 5000), DamagedBundleError, ("4096",)),
     "5000 sections": (
         lambda m: m.update(sections=[0] * 5000),
         DamagedBundleError,

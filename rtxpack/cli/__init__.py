@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from .._errors import RtxpackError
 from .._version import __version__
 from . import _bundle_cmds, _cache_cmds, _check_cmds, _migrate_cmds
+from ._bundle_cmds import terminal_safe
 
 __all__ = ["main"]
 
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.func(args)
         return status
     except RtxpackError as exc:
-        print(f"rtxpack: error: {exc}", file=sys.stderr)
+        print(f"rtxpack: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rtxpack: interrupted", file=sys.stderr)

@@ -127,6 +127,14 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def terminal_safe(text: str) -> str:
+    """Escape control and other non-printable characters (e.g. terminal escape sequences that a
+    hostile bundle's metadata could carry); newlines are kept."""
+    if text.isprintable():
+        return text
+    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -211,7 +219,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(render_summary(data, args.bundle))
+        print(terminal_safe(render_summary(data, args.bundle)))
     return 0
 
 

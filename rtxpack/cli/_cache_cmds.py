@@ -11,7 +11,7 @@ from typing import Any
 from .. import _bundle, _cache, _edit
 from .._errors import InvalidArgumentError
 from .._manifest import OS_NAMES, Environment
-from ._bundle_cmds import parse_dims
+from ._bundle_cmds import _size, parse_dims, terminal_safe
 
 
 def register(sub: Any) -> None:
@@ -198,17 +198,8 @@ def _list(args: argparse.Namespace) -> int:
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print(terminal_safe("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()))
     return 0
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _remove(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from .._compat import (
     run_check,
 )
 from .._target import Target
+from ._bundle_cmds import terminal_safe
 
 __all__ = ["describe_target", "render_table", "register", "target_from_args"]
 
@@ -84,7 +85,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
-        print(render_table(reports))
+        print(terminal_safe(render_table(reports)))
     return 0 if all(r.can_load for r in reports) else 1
 
 
