@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
 import rtxpack
+from rtxpack import _format
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "schemas/manifest.schema.json").read_text()
+)
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+WRITTEN: list[int] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def every_written_manifest_matches_the_schema() -> Iterator[None]:
+    """Every manifest any test makes rtxpack write (save, cache add, migrate, rebuild, import...)
+    is validated against schemas/manifest.schema.json before it is written."""
+    original = _format.BundleWriter.finish
+
+    def finish(
+        self: _format.BundleWriter, manifest: rtxpack.Manifest, *args: object, **kw: object
+    ) -> None:
+        errors = sorted(VALIDATOR.iter_errors(manifest.to_dict()), key=str)
+        assert not errors, f"manifest does not match the schema: {errors[0]}"
+        WRITTEN.append(1)
+        original(self, manifest, *args, **kw)  # type: ignore[arg-type]
+
+    _format.BundleWriter.finish = finish  # type: ignore[method-assign]
+    yield
+    _format.BundleWriter.finish = original  # type: ignore[method-assign]
 
 
 def build_mlp_engine(

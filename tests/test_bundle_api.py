@@ -393,8 +393,6 @@ def test_every_written_manifest_matches_the_schema(
     request: pytest.FixtureRequest, fixture: str
 ) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    if not SCHEMA.exists():  # TODO(format owner): remove once schemas/ is committed
-        pytest.xfail(f"{SCHEMA} is not written yet")
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     path: Path = request.getfixturevalue(fixture)
@@ -407,8 +405,6 @@ def test_every_written_manifest_matches_the_schema(
 def test_the_schema_rejects_a_broken_manifest(onnx_bundle: Path) -> None:
     """The schema is not vacuous: it refuses what the reader refuses."""
     jsonschema = pytest.importorskip("jsonschema")
-    if not SCHEMA.exists():  # TODO(format owner): remove once schemas/ is committed
-        pytest.xfail(f"{SCHEMA} is not written yet")
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
     m = raw_manifest(onnx_bundle)
     m["sections"][0]["codec"] = "lz4"
