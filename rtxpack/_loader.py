@@ -77,6 +77,7 @@ def load(
     runtime_cache: str | os.PathLike[str] | None = "auto",
     fallback: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    rebuild: bool = False,
 ) -> torch.nn.Module:
     """Load one engine of a bundle as a callable ``torch.nn.Module``.
 
@@ -87,7 +88,9 @@ def load(
     ``device="cpu"`` always means the ONNX Runtime fallback. ``strategy`` overrides the bundle's
     runtime strategy (a ``RuntimeStrategy``, or a dict of the fields to change).
     ``runtime_cache`` is ``"auto"`` (a prewarmed cache from the bundle, else the local cache),
-    ``None`` (no cache) or a path to a cache file.
+    ``None`` (no cache) or a path to a cache file. With ``rebuild=True``, an engine that only
+    needs a rebuild (another TensorRT-RTX release, or a GPU it was not built for) is rebuilt from
+    the bundle's ONNX source into the local cache directory, with a warning, and that is loaded.
     """
     if fallback is not None and fallback not in FALLBACKS:
         raise InvalidArgumentError(
@@ -117,6 +120,27 @@ def load(
             if reason is None and _compat.local_target().compute_capability is None:
                 # The check leaves an unknown GPU unchecked; loading needs one.
                 reason = "no CUDA GPU was found on this machine (torch sees none)"
+        if reason is not None and rebuild and report is not None:
+            verdict = report.verdict(info.name)
+            if verdict.status == "needs_rebuild":
+                from . import _migrate
+
+                warnings.warn(
+                    f"rtxpack: rebuilding engine {info.name!r} of {bundle.path} from its ONNX "
+                    f"source for this machine ({reason}); the rebuild is kept in the local cache",
+                    stacklevel=2,
+                )
+                rebuilt = _migrate.rebuild_to_cache(bundle.path)
+                bundle.close()
+                return load(
+                    rebuilt,
+                    engine=info.name,
+                    device=device,
+                    strategy=strategy,
+                    runtime_cache=runtime_cache,
+                    fallback=fallback,
+                    cache_dir=cache_dir,
+                )
         if reason is not None:
             return _fall_back(bundle, info, dev, reason, report, fallback)
         return _load_tensorrt(bundle, info, dev, chosen, runtime_cache, cache_dir)

@@ -92,3 +92,49 @@ def test_strategy_overrides() -> None:
     assert changed == RuntimeStrategy("eager", "disabled", "static")
     replaced = RuntimeStrategy()
     assert resolve_strategy(recorded, replaced) is replaced
+
+
+def test_rebuild_true_rebuilds_an_engine_of_another_release_and_loads_that(
+    tmp_path: Path, onnx_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load(..., rebuild=True) on a machine with a supported GPU (described to the check; the
+    final TensorRT-RTX load is replaced, since no GPU here can run an engine)."""
+    from dataclasses import replace
+
+    import tensorrt_rtx
+
+    from rtxpack import Target, _compat, _format, _loader
+
+    old = tmp_path / "old.rtxpack"
+    src = _format.BundleFile(onnx_bundle)
+    with _format.atomic_output(old) as f:
+        w = _format.BundleWriter(f)
+        for s in src.manifest.sections:
+            w.copy_section(src, s)
+        engines = tuple(replace(e, trt_version="1.6.0.0") for e in src.manifest.engines)
+        w.finish(replace(src.manifest, sections=tuple(w.sections), engines=engines))
+    src.close()
+    here = Target(
+        trt_version=tensorrt_rtx.__version__,
+        compute_capability="8.9",
+        driver_version="580.65",
+        os="linux",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        platform="linux_x86_64",
+    )
+    monkeypatch.setattr(_compat, "local_target", lambda: here)
+    monkeypatch.setattr(_compat, "_runtime_findings", lambda bundle, engines: [])
+    monkeypatch.setenv("RTXPACK_CACHE_DIR", str(tmp_path / "cache"))
+    loaded: list[Path] = []
+    monkeypatch.setattr(
+        _loader, "_load_tensorrt", lambda bundle, info, *a: loaded.append(bundle.path) or "module"
+    )
+
+    with pytest.raises(CompatibilityError, match=r"1\.6\.0\.0"):
+        load(old)  # without rebuild=True: refused, and the message names the release
+    with pytest.warns(UserWarning, match="rebuilding engine 'main'"):
+        assert load(old, rebuild=True) == "module"
+    assert len(loaded) == 1 and loaded[0].parent == tmp_path / "cache" / "rebuilt"
+    with rtxpack.open(loaded[0]) as b:
+        assert b.manifest.engine().trt_version == tensorrt_rtx.__version__
+        assert b.read_source() is not None
