@@ -304,7 +304,8 @@ def save(
     any of those or an ``EngineSpec`` for a bundle of several engines. ``shapes`` maps input names
     to ``(min, opt, max)`` (or is a list of such maps, one per optimization profile).
     ``samples`` is a map of input name to array, or ``True`` to store ``inputs``; the outputs of
-    the reference model (torch, or ONNX Runtime for ONNX) are stored beside them.
+    the reference model (torch, or ONNX Runtime for ONNX) are stored beside them. For a torch
+    module the example ``inputs`` are stored as samples by default; ``samples=False`` stores none.
     """
     target = Path(path)
     meta = _metadata(metadata)

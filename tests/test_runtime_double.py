@@ -579,3 +579,19 @@ def test_load_with_rtx_strategy_object_replaces_the_bundles(
     assert world.config.dynamic_shapes_kernel_specialization_strategy.name == "EAGER"
     assert world.config.get_runtime_cache() is None
     m.close()
+
+
+def test_the_real_runtime_accepts_the_zero_copy_view_the_module_passes(onnx_bundle: Path) -> None:
+    """Not a double: the real binding takes the read-only memoryview of the mapped bundle (without
+    a GPU it then returns None, which the module turns into RuntimeFailure)."""
+    import tensorrt_rtx
+
+    with rtxpack.open(onnx_bundle) as b:
+        view = b.read_engine()
+        assert isinstance(view, memoryview) and view.readonly
+        runtime = tensorrt_rtx.Runtime(tensorrt_rtx.Logger(tensorrt_rtx.Logger.INTERNAL_ERROR))
+        engine = runtime.deserialize_cuda_engine(view)  # a TypeError here would be a real bug
+        if not torch.cuda.is_available():
+            assert engine is None
+        del engine, runtime
+        view.release()
