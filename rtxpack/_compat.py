@@ -60,7 +60,6 @@ _REBUILDABLE = frozenset(
     {
         "trt.version_mismatch",
         "gpu.cc_not_targeted",
-        "platform.mismatch",
         "runtime.version_mismatch",
         "runtime.unsupported_cc",
     }
@@ -550,30 +549,46 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
     )
 
 
+def _arch_of(platform: str) -> str | None:
+    _, sep, arch = platform.partition("_")
+    return arch if sep and arch else None
+
+
 def _check_platform(run: _Run, info: EngineInfo) -> None:
+    """TensorRT-RTX engines move between Windows and Linux (NVIDIA's TensorRT-RTX docs, "CPU-Only
+    AOT and TensorRT-RTX Engines": "The engine is portable to both Windows and Linux operating
+    systems"), so another OS is only worth an info; another CPU architecture is not documented
+    as portable, so it is a warning."""
     t, name = run.target, info.name
-    engine_os = _os_of(info.platform)
-    if t.platform is not None and (t.os is None or _os_of(t.platform) == t.os):
-        wanted, have = info.platform, t.platform
-    elif t.os is not None:
-        wanted, have = engine_os, t.os
-    else:
-        return
+    engine_os, engine_arch = _os_of(info.platform), _arch_of(info.platform)
     if engine_os is None:
+        if t.os is not None or t.platform is not None:
+            run.add(
+                "platform.unknown",
+                "info",
+                f"engine {name!r}: records platform {info.platform!r}, which rtxpack does not "
+                "know; it was not checked",
+                name,
+            )
+        return
+    target_os = t.os or (_os_of(t.platform) if t.platform else None)
+    if target_os is not None and target_os != engine_os:
         run.add(
-            "platform.unknown",
+            "platform.other_os",
             "info",
-            f"engine {name!r}: records platform {info.platform!r}, which rtxpack does not know; "
-            "it was not checked",
+            f"engine {name!r}: built on {info.platform}, the target runs {target_os}; "
+            "TensorRT-RTX engines are portable between Windows and Linux, so this is fine",
             name,
         )
-        return
-    if wanted != have:
+    target_arch = _arch_of(t.platform) if t.platform else None
+    if target_arch is not None and engine_arch is not None and target_arch != engine_arch:
         run.add(
-            "platform.mismatch",
-            "error",
-            f"engine {name!r}: built on {info.platform}, the target is {have}; engines do "
-            f"not move between platforms: " + _rebuild_hint(info, f"on a {have} machine"),
+            "platform.other_arch",
+            "warning",
+            f"engine {name!r}: built on {info.platform}, the target is {t.platform}; NVIDIA "
+            "documents TensorRT-RTX engines as portable between operating systems, not between "
+            "CPU architectures: check it on the device (`rtxpack check` there asks the runtime), "
+            "or rebuild it there with `rtxpack rebuild`",
             name,
         )
 
