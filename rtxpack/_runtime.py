@@ -288,7 +288,13 @@ class TensorRTModule(torch.nn.Module):
                         "looked compatible; starting cold (kernels are JIT-compiled again)",
                         stacklevel=4,
                     )
-                config.set_runtime_cache(cache)
+                if config.set_runtime_cache(cache) is False:
+                    warnings.warn(
+                        "rtxpack: TensorRT-RTX refused to attach the runtime cache "
+                        f"({_errors_of(state.logger)}); running without one",
+                        stacklevel=4,
+                    )
+                    cache = None
         context = state.engine.create_execution_context(config)
         if context is None:
             raise RuntimeFailure(

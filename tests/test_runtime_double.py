@@ -40,6 +40,7 @@ class World:
         self.fail_deserialize = False
         self.fail_context = False
         self.accept_cache = True
+        self.refuse_cache_attach = False
         self.cache_blob = b"compiled-kernels"
         # Weak references: the double must not keep alive what rtxpack releases.
         self.configs: list[weakref.ref[FakeConfig]] = []
@@ -93,6 +94,8 @@ class FakeConfig:
         return FakeCache(self._world)
 
     def set_runtime_cache(self, cache: FakeCache) -> bool:
+        if self._world.refuse_cache_attach:
+            return False
         self._cache = weakref.ref(cache)
         return True
 
@@ -330,6 +333,15 @@ def test_rejected_cache_warns_and_starts_cold(world: World) -> None:
         m = make(cache_blob=b"foreign", cache_origin="prewarmed cache 3fa2")
     x = torch.randn(3, 16)
     torch.testing.assert_close(m(x), reference(x))
+
+
+def test_a_cache_the_runtime_refuses_to_attach_is_dropped_with_a_warning(world: World) -> None:
+    world.refuse_cache_attach = True
+    with pytest.warns(UserWarning, match="refused to attach the runtime cache"):
+        m = make(cache_blob=b"compiled-kernels", persist_path=Path("/nonexistent/c.bin"))
+    assert world.config.get_runtime_cache() is None
+    m.close()
+    assert world.persisted == []  # type: ignore[attr-defined]  # nothing to write back
 
 
 def test_no_cache_when_caching_is_off(world: World) -> None:
@@ -595,3 +607,45 @@ def test_the_real_runtime_accepts_the_zero_copy_view_the_module_passes(onnx_bund
             assert engine is None
         del engine, runtime
         view.release()
+
+
+def _real_arities(real_cls: type, name: str) -> list[tuple[int, int]]:
+    """(required, total) positional parameters, self excluded, of each overload in the docstring."""
+    import re
+
+    doc = getattr(real_cls, name).__doc__ or ""
+    out = []
+    for match in re.finditer(rf"\b{name}\(self[^)]*\)", doc):
+        params, depth, cur = [], 0, ""
+        for ch in match.group(0)[len(name) + 1 : -1]:
+            depth += ch in "[<"
+            depth -= ch in "]>"
+            if ch == "," and depth == 0:
+                params.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        params = [p.strip() for p in [*params, cur][1:] if p.strip()]
+        out.append((sum("=" not in p for p in params), len(params)))
+    return out
+
+
+def test_double_methods_take_the_arguments_the_real_methods_take(world: World) -> None:
+    """Names alone could drift in arity: each fake method must fit one real overload."""
+    import inspect as pyinspect
+
+    for fake, real_cls in FAKES.items():
+        for name, member in vars(fake).items():
+            if name.startswith("_") or not callable(member) or not hasattr(real_cls, name):
+                continue
+            arities = _real_arities(real_cls, name)
+            if not arities:  # a property or a plain attribute on the real class
+                continue
+            params = list(pyinspect.signature(member).parameters.values())[1:]
+            if any(p.kind is p.VAR_POSITIONAL for p in params):
+                continue
+            n = len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+            assert any(lo <= n <= hi for lo, hi in arities), (
+                f"{fake.__name__}.{name} takes {n} arguments; "
+                f"{real_cls.__name__}.{name} takes {arities}"
+            )
