@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -57,6 +58,9 @@ def _device(device: Any) -> torch.device:
     if dev.type not in ("cuda", "cpu"):
         raise InvalidArgumentError(f"device {device!r}: expected 'cuda', 'cuda:N' or 'cpu'")
     return dev
+
+
+_log = logging.getLogger("rtxpack")
 
 
 def _error_lines(report: Any) -> list[str]:
@@ -215,6 +219,7 @@ def _load_tensorrt(
             bundle, info, _compat.local_target(), runtime_cache=runtime_cache, cache_dir=cache_dir
         )
         blob, origin, persist = plan.blob, plan.origin, plan.persist_path
+        _log.info("engine %r of %s: runtime cache: %s", info.name, bundle.path, origin)
         if blob is None and plan.notes:
             warnings.warn(
                 f"rtxpack: no runtime cache fits engine {info.name!r} here ("

@@ -560,8 +560,15 @@ def supported_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_load_restores_overrides_and_round_trips_the_cache_file(
-    world: World, supported_machine: None, onnx_bundle: Path, tmp_path: Path, monkeypatch
+    world: World,
+    supported_machine: None,
+    onnx_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import logging
+
     from rtxpack import _cache
 
     monkeypatch.setattr(_runtime, "_persist", _cache.persist_runtime_cache)
@@ -578,9 +585,12 @@ def test_load_restores_overrides_and_round_trips_the_cache_file(
     assert not any(e[0] == "cache.deserialize" for e in world.events if isinstance(e, tuple))
     m.close()
     assert cache_file.is_file()
-    # The next load starts from what the first one wrote.
-    m2 = load(bundle, runtime_cache=cache_file)
+    # The next load starts from what the first one wrote, and says so.
+    with caplog.at_level(logging.INFO, logger="rtxpack"):
+        m2 = load(bundle, runtime_cache=cache_file)
     assert ("cache.deserialize", b"compiled-kernels") in world.events
+    assert str(cache_file) in m2.cache_origin
+    assert any(m2.cache_origin in r.getMessage() for r in caplog.records)
     m2.close()
 
 
