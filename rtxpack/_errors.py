@@ -21,6 +21,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "NotABundleError",
+    "OutputError",
     "RtxpackError",
     "RuntimeFailure",
     "TensorMismatchError",
@@ -59,6 +60,11 @@ class UnsupportedVersionError(BundleFormatError):
 
 class IntegrityError(RtxpackError):
     """A digest does not match: the bytes were changed after the bundle was written."""
+
+
+class OutputError(RtxpackError, OSError):
+    """rtxpack could not write a file (disk full, no permission, file in use); the previous file,
+    if any, is left as it was."""
 
 
 class BuildError(RtxpackError):

@@ -31,6 +31,7 @@ from ._errors import (
     IntegrityError,
     InvalidArgumentError,
     NotABundleError,
+    OutputError,
     RtxpackError,
     UnsupportedVersionError,
 )
@@ -121,7 +122,12 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise InvalidArgumentError(f"cannot write {path}: folder {directory} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to"
+        ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as f:
@@ -129,9 +135,14 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, RtxpackError):
+            raise OutputError(
+                f"cannot write {path}: {exc.strerror or exc}; nothing was changed at {path} "
+                "(free some space, check permissions, or close programs using the file)"
+            ) from None
         raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from pathlib import Path
 from typing import Any
 
@@ -528,3 +529,36 @@ def test_cli_inspect_escapes_terminal_control_sequences(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b[2J\\x1b]0;pwned\\x07hi" in out
+
+
+def test_write_failures_are_output_errors_and_keep_the_old_bundle(
+    tmp_path: Path, mlp_engine: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    target = rtxpack.save(mlp_engine, tmp_path / "model.rtxpack", metadata={"v": "1"})
+    before = target.read_bytes()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(rtxpack.OutputError, match="No space left on device") as err:
+        rtxpack.save(mlp_engine, target, metadata={"v": "2"})
+    assert isinstance(err.value, OSError)  # still an OSError for callers that catch those
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.rtxpack"]  # no temp file left
+
+
+def test_unwritable_folder_is_an_output_error(
+    tmp_path: Path, mlp_engine: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)  # as in a read-only folder (not as root)
+    with pytest.raises(rtxpack.OutputError, match=r"cannot write .*Permission denied"):
+        rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
