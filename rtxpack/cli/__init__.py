@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # e.g. an input file that cannot be read: one line, not a traceback
+        print(f"rtxpack: error: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:
