@@ -232,7 +232,7 @@ def build_onnx(
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] + log.messages
         raise BuildError(
             "TensorRT-RTX could not parse the ONNX model: "
-            + ("; ".join(errors[:5]) or "no reason given")
+            + ("; ".join(list(dict.fromkeys(errors))[:5]) or "no reason given")
         )
     return build_network(
         trt,
