@@ -9,6 +9,7 @@ interrupted or failed edit leaves the original bundle untouched and no partial f
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -18,8 +19,8 @@ from . import _format
 from ._bundle import utc_now
 from ._cache import MAX_CACHE_BYTES
 from ._errors import InvalidArgumentError
-from ._manifest import CC_RE, OS_NAMES, CacheInfo, Environment, Manifest, Section
-from ._target import version_tuple
+from ._manifest import CC_RE, DEFAULT_LIMITS, OS_NAMES, CacheInfo, Environment, Manifest, Section
+from ._target import shorten, version_tuple
 
 __all__ = ["NewCache", "add_cache", "check_environment", "list_caches", "remove_cache"]
 
@@ -46,7 +47,7 @@ def check_environment(env: Environment) -> Environment:
             version_tuple(value)
         except InvalidArgumentError:
             raise InvalidArgumentError(
-                f"{label} {value!r}: expected numbers separated by dots, e.g. "
+                f"{label} {shorten(value)!r}: expected numbers separated by dots, e.g. "
                 f"{'1.7.1.116' if field == 'trt_version' else '580.65'}"
             ) from None
     if len(version_tuple(env.trt_version)) < 3:
@@ -94,6 +95,31 @@ def same_environment(a: Environment, b: Environment) -> bool:
     )
 
 
+def _checked_shapes(shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    """Warmed shapes as the manifest stores them: input -> dims (0 <= d <= 2^40, rank <= 16)."""
+    if not isinstance(shapes, Mapping):
+        raise InvalidArgumentError(f"shapes: expected a map of input name to dims, got {shapes!r}")
+    lim = DEFAULT_LIMITS
+    out: dict[str, tuple[int, ...]] = {}
+    for name, dims in shapes.items():
+        try:
+            dims_t = tuple(operator.index(d) for d in dims)
+        except TypeError:
+            dims_t = ()
+        if (
+            not isinstance(name, str)
+            or not dims_t
+            or len(dims_t) > lim.max_rank
+            or any(not 0 <= d <= lim.max_dim for d in dims_t)
+        ):
+            raise InvalidArgumentError(
+                f"shapes[{name!r}] = {dims!r}: expected 1 to {lim.max_rank} whole dimensions "
+                f"between 0 and {lim.max_dim}"
+            )
+        out[name] = dims_t
+    return out
+
+
 def list_caches(bundle_path: str | os.PathLike[str]) -> tuple[CacheInfo, ...]:
     """The runtime caches a bundle holds (reads only its manifest)."""
     bf = _format.open_bundle_file(bundle_path)
@@ -117,7 +143,7 @@ def add_cache(
     A cache already in the bundle for the same engine and the same environment is replaced.
     Writes ``output`` (default: the bundle itself, replaced atomically). Returns the new entry.
     """
-    norm_shapes = tuple({str(k): tuple(int(d) for d in v) for k, v in s.items()} for s in shapes)
+    norm_shapes = tuple(_checked_shapes(s) for s in shapes)
     added = rewrite(
         bundle_path,
         output,
@@ -196,7 +222,7 @@ def rewrite(
                 while cache_id in taken:
                     cache_id = _format.new_cache_id()
                 taken.add(cache_id)
-                idx = writer.add_bytes("runtime_cache", f"{name}/{cache_id}", new.blob, "zstd")
+                idx = writer.add_bytes("runtime_cache", name, new.blob, "zstd")
                 added.append(
                     CacheInfo(
                         id=cache_id,

@@ -27,6 +27,7 @@ import msgpack
 import zstandard
 
 from ._errors import (
+    BundleFormatError,
     DamagedBundleError,
     IntegrityError,
     InvalidArgumentError,
@@ -264,6 +265,15 @@ class BundleWriter:
                 f"the manifest would be {len(blob)} bytes, above the limit of "
                 f"{DEFAULT_LIMITS.max_manifest_bytes}; store less metadata"
             )
+        # Never write what the reader would refuse: read the manifest back with the reader's rules.
+        try:
+            Manifest.from_dict(unpack_manifest(blob, DEFAULT_LIMITS, "new bundle"))
+            check_sections(manifest.sections, self._pos, DEFAULT_LIMITS, "new bundle")
+        except BundleFormatError as exc:
+            detail = str(exc).split("; the bundle is damaged")[0]
+            raise InvalidArgumentError(
+                f"refusing to write a bundle rtxpack could not read back: {detail}"
+            ) from None
         manifest_offset = self._pos
         self._f.write(blob)
         header = _HEADER.pack(
@@ -365,6 +375,27 @@ def check_sections(
         prev_end = s.offset + s.length
 
 
+def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
+    """Decode manifest bytes with msgpack's own limits (before any typed validation)."""
+    try:
+        return msgpack.unpackb(
+            blob,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_metadata_bytes,
+            max_bin_len=limits.max_metadata_bytes,
+            max_array_len=max(limits.max_sections, limits.max_caches, 4096),
+            max_map_len=max(limits.max_metadata_entries, limits.max_io_tensors, 64),
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several types; all mean a bad manifest
+        raise DamagedBundleError(
+            f"{where}: the manifest is not valid msgpack within rtxpack's limits "
+            f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
+        ) from None
+
+
 class BundleFile:
     """An open bundle file: header and manifest read and checked; sections read on demand."""
 
@@ -408,24 +439,7 @@ class BundleFile:
                 f"{where}: the manifest does not match the digest in the header; the file was "
                 "changed after it was written — re-download or rebuild the bundle"
             )
-        lim = self.limits
-        try:
-            data = msgpack.unpackb(
-                blob,
-                raw=False,
-                strict_map_key=True,
-                use_list=True,
-                max_str_len=lim.max_metadata_bytes,
-                max_bin_len=lim.max_metadata_bytes,
-                max_array_len=max(lim.max_sections, lim.max_caches, 4096),
-                max_map_len=max(lim.max_metadata_entries, lim.max_io_tensors, 64),
-                max_ext_len=0,
-            )
-        except Exception as exc:  # msgpack raises several types; all mean a bad manifest
-            raise DamagedBundleError(
-                f"{where}: the manifest is not valid msgpack within rtxpack's limits "
-                f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
-            ) from None
+        data = unpack_manifest(blob, self.limits, where)
         if isinstance(data, dict):
             data = upgrade_manifest(data, self.version)
         self.raw_manifest: dict[str, Any] = data if isinstance(data, dict) else {}

@@ -4,7 +4,8 @@
 are the single place that knows TensorRT-RTX's compatibility policy (../shared/facts, docs):
 
 - engines load only on the TensorRT-RTX release that built them (major.minor.patch);
-- a runtime cache loads only with the same TensorRT-RTX version, GPU model, OS family and CUDA
+- a runtime cache loads only with the same TensorRT-RTX version (exactly; a target given as
+  major.minor.patch matches every build of it), GPU model, OS family and CUDA
   driver major version, with a driver the same or newer than the one that made it.
 """
 
@@ -17,16 +18,23 @@ from typing import Any
 from ._errors import InvalidArgumentError
 from ._manifest import CC_RE, OS_NAMES, Environment
 
-__all__ = ["Target", "cache_mismatches", "release_of", "same_release", "version_tuple"]
+__all__ = ["Target", "cache_mismatches", "shorten", "release_of", "same_release", "version_tuple"]
 
-_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_VERSION_RE = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,5}$")
+
+
+def shorten(value: object, limit: int = 60) -> object:
+    """A value fit to quote in a message: long strings are cut (they may come from anyone)."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 3] + "..."
+    return value
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """``"1.7.1.116"`` -> (1, 7, 1, 116); raises InvalidArgumentError on anything else."""
     if not isinstance(text, str) or not _VERSION_RE.match(text.strip()):
         raise InvalidArgumentError(
-            f"version {text!r}: expected numbers separated by dots, e.g. 1.7.1"
+            f"version {shorten(text)!r}: expected numbers separated by dots, e.g. 1.7.1"
         )
     return tuple(int(p) for p in text.strip().split("."))
 
@@ -94,10 +102,21 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
     TensorRT-RTX will accept it, and it checks all of these.
     """
     reasons: list[str] = []
-    if target.trt_version is None or not _same_full(env.trt_version, target.trt_version):
+    made_trt, made_driver = _version_or_none(env.trt_version), _version_or_none(env.driver_version)
+    if made_trt is None or made_driver is None:
+        # A malformed record (a hostile or hand-made bundle) never fits; it must not break loading.
+        return [
+            f"records an unreadable version (TensorRT-RTX {env.trt_version!r}, driver "
+            f"{env.driver_version!r}); it is ignored"
+        ]
+    want = version_tuple(target.trt_version) if target.trt_version else None
+    # Exact match; a target described offline as major.minor.patch (all an engine header or a
+    # person may know) matches every build of that release. A shorter target matches nothing.
+    if want is None or len(want) < 3 or made_trt[: len(want)] != want[: len(made_trt)]:
         reasons.append(
             f"made with TensorRT-RTX {env.trt_version}, "
             f"target has {target.trt_version or 'unknown'}"
+            + (" (give at least major.minor.patch)" if want is not None and len(want) < 3 else "")
         )
     if target.gpu_name is None or env.gpu_name.strip().lower() != target.gpu_name.strip().lower():
         reasons.append(f"made on GPU {env.gpu_name!r}, target has {target.gpu_name or 'unknown'!r}")
@@ -114,7 +133,7 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
     if target.driver_version is None:
         reasons.append(f"made with driver {env.driver_version}, target driver unknown")
     else:
-        made, have = version_tuple(env.driver_version), version_tuple(target.driver_version)
+        made, have = made_driver, version_tuple(target.driver_version)
         if made[0] != have[0]:
             reasons.append(
                 f"made with driver {env.driver_version} (major {made[0]}), target has "
@@ -128,8 +147,8 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
     return reasons
 
 
-def _same_full(a: str, b: str) -> bool:
-    """Caches are tied to the exact TensorRT-RTX version; compare as many parts as both give."""
-    ta, tb = version_tuple(a), version_tuple(b)
-    n = min(len(ta), len(tb))
-    return ta[:n] == tb[:n]
+def _version_or_none(text: str) -> tuple[int, ...] | None:
+    try:
+        return version_tuple(text)
+    except InvalidArgumentError:
+        return None

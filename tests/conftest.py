@@ -18,6 +18,7 @@ SCHEMA = json.loads(
 )
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 WRITTEN: list[int] = []
+ORIGINAL_FINISH = _format.BundleWriter.finish  # for tests of what finish itself refuses
 
 
 @pytest.fixture(autouse=True, scope="session")

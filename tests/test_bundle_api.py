@@ -562,3 +562,36 @@ def test_unwritable_folder_is_an_output_error(
     monkeypatch.setattr(tempfile, "mkstemp", denied)  # as in a read-only folder (not as root)
     with pytest.raises(rtxpack.OutputError, match=r"cannot write .*Permission denied"):
         rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
+
+
+def test_the_writer_refuses_a_manifest_the_reader_would_refuse(
+    tmp_path: Path, mlp_engine: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every writer (save, cache add, migrate, rebuild, import) ends in BundleWriter.finish,
+    which reads its manifest back with the reader's rules before anything replaces the target."""
+    import conftest
+
+    from rtxpack import Manifest
+    from rtxpack._format import atomic_output
+
+    target = rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
+    before = target.read_bytes()
+    monkeypatch.setattr(BundleWriter, "finish", conftest.ORIGINAL_FINISH)  # not the schema hook
+    with (
+        pytest.raises(rtxpack.InvalidArgumentError, match=r"could not read back.*metadata"),
+        atomic_output(target) as f,
+    ):
+        w = BundleWriter(f)
+        w.add_bytes("engine", "main", mlp_engine)
+        with rtxpack.open(before_path := tmp_path / "m.rtxpack") as b:
+            engine = b.manifest.engine()
+        w.finish(
+            Manifest(
+                rtxpack_version="0.1.0",
+                created_at="2026-11-26T00:00:00Z",
+                sections=tuple(w.sections),
+                engines=(engine,),
+                metadata={"note": "x" * 5000},  # the reader allows 4096 characters
+            )
+        )
+    assert before_path.read_bytes() == before

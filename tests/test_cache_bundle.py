@@ -327,3 +327,29 @@ def test_prewarm_on_a_real_gpu(bundle: Path, tmp_path: Path) -> None:
         assert len(b.read_cache(info.id)) > 0
         plan = plan_runtime_cache(b, b.manifest.engine(), local_target(), cache_dir=tmp_path)
     assert plan.cache_id == info.id, plan.notes  # this machine picks the cache it just made
+
+
+def test_cache_add_never_writes_a_bundle_it_could_not_read_back(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    """Out-of-range input is refused before the bundle is replaced (found in review: a shape of
+    2e12 or a 250-character engine name used to leave an unreadable bundle, exit 0)."""
+    from rtxpack import Environment, InvalidArgumentError, add_cache
+
+    env = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux")
+    long_name = "e" * 250
+    path = rtxpack.save({long_name: mlp_engine}, tmp_path / "b.rtxpack")
+    before = path.read_bytes()
+    add_cache(path, b"cache", env)  # a long (legal) engine name is fine
+    with rtxpack.open(path) as b:
+        assert [c.engine for c in b.manifest.caches] == [long_name]
+    before = path.read_bytes()
+    for shapes in ([{"x": (2_000_000_000_000, 16)}], [{"x": (-1, 16)}], [{"x": ("a", 16)}]):
+        with pytest.raises(InvalidArgumentError, match="shapes"):
+            add_cache(path, b"cache", env, shapes=shapes)
+    huge = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "5" * 5000, "linux")
+    with pytest.raises(InvalidArgumentError, match=r"driver '5{57}\.\.\.'"):
+        add_cache(path, b"cache", huge)
+    assert path.read_bytes() == before
+    with rtxpack.open(path) as b:
+        b.verify()

@@ -194,3 +194,17 @@ def test_notes_are_capped_with_same_gpu_first(engine_bundle: Path, tmp_path: Pat
     assert plan.blob is None and len(plan.notes) == 11
     assert "driver major version must match" in plan.notes[0]  # the closest miss comes first
     assert plan.notes[-1] == "... and 21 more prewarmed caches that do not fit"
+
+
+def test_version_rules_are_exact_and_malformed_records_never_fit() -> None:
+    from rtxpack import Environment, Target
+    from rtxpack._target import cache_mismatches
+
+    env = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux")
+    here = Target("1.7.1.116", "8.9", "580.65", "linux", "NVIDIA GeForce RTX 4090")
+    assert cache_mismatches(env, here) == []
+    for other in ("1.7.1.117", "1.7", "1", "1.7.0.116"):
+        reasons = cache_mismatches(env, Target(other, "8.9", "580.65", "linux", here.gpu_name))
+        assert reasons and "TensorRT-RTX" in reasons[0], other
+    bad = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65-open", "linux")
+    assert "unreadable version" in cache_mismatches(bad, here)[0]  # no exception
