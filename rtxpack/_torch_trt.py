@@ -16,6 +16,7 @@ import json
 import os
 import pickletools
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ def _engine(value: Any) -> bytes:
 
 
 def _device(value: Any) -> dict[str, str]:
-    text = _text(value, "DEVICE")
+    text = _text(value, "DEVICE", 1024)
     parts = text.split("%")
     if len(parts) != 5:
         raise _fail(
@@ -162,7 +163,7 @@ def _device(value: Any) -> dict[str, str]:
             "5 %-separated fields id%major%minor%device_type%device_name",
         )
     for label, p in zip(("id", "major", "minor", "device_type"), parts):
-        if not p.isdigit():
+        if not (p.isascii() and p.isdigit() and len(p) <= 9):
             raise _fail("DEVICE", f"{_shown(text)} (field {label} = {p!r})", "an integer there")
     return {
         "id": parts[0],
@@ -239,7 +240,7 @@ def parse_serialized_info(info: Sequence[str | bytes]) -> TorchTRTEngine:
         multi = _flag(slot["REQUIRES_NATIVE_MULTIDEVICE"], "REQUIRES_NATIVE_MULTIDEVICE")
         meta["torch_tensorrt.requires_native_multidevice"] = "1" if multi else "0"
     if "ALIASED_IO" in slot:
-        aliased = _text(slot["ALIASED_IO"], "ALIASED_IO")
+        aliased = _text(slot["ALIASED_IO"], "ALIASED_IO", 4096)
         for rec in aliased.split("%") if aliased else ():
             if len(rec.split("@")) != 3:
                 raise _fail("ALIASED_IO", f"the record {_shown(rec)}", "records out@in@kind")
@@ -261,8 +262,11 @@ def parse_serialized_info(info: Sequence[str | bytes]) -> TorchTRTEngine:
         )
     inputs = _names(slot["INPUT_BINDING_NAMES"], "INPUT_BINDING_NAMES")
     outputs = _names(slot["OUTPUT_BINDING_NAMES"], "OUTPUT_BINDING_NAMES")
-    meta["torch_tensorrt.inputs"] = json.dumps(list(inputs))
-    meta["torch_tensorrt.outputs"] = json.dumps(list(outputs))
+    for key, names_ in (("inputs", inputs), ("outputs", outputs)):
+        listed = json.dumps(list(names_))
+        # Long lists (hundreds of KV-cache bindings) live in the bundle's file
+        # torch_tensorrt.json only: metadata values are at most 4096 characters.
+        meta[f"torch_tensorrt.{key}"] = listed if len(listed) <= 4096 else "see torch_tensorrt.json"
     name = _text(slot["NAME"], "NAME", 4096)
     meta["torch_tensorrt.name"] = name
     return TorchTRTEngine(
@@ -419,7 +423,10 @@ def _lists_in_zip(data: bytes | Path, where: str, depth: int = 0) -> list[list[s
             wanted = base.endswith(".pkl") or "constants" in m.filename or "custom_obj" in base
             if m.is_dir() or not wanted or m.file_size > _MAX_ZIP_MEMBER:
                 continue
-            blob = zf.read(m)
+            try:
+                blob = zf.read(m)
+            except (RuntimeError, NotImplementedError, EOFError, zlib.error, zipfile.BadZipFile):
+                continue  # encrypted, an unknown compression, or damaged: not a model member
             if blob[:4] == b"PK\x03\x04":
                 if depth < 2:
                     found += _lists_in_zip(blob, f"{where}:{m.filename}", depth + 1)
@@ -440,7 +447,7 @@ def _load_info(source: Any, engine: str | None) -> list[str | bytes]:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ImportFormatError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(data, list):
             raise ImportFormatError(
@@ -508,12 +515,26 @@ def import_torch_tensorrt(
     with _format.atomic_output(target) as f:
         writer = _format.BundleWriter(f)
         idx = writer.add_bytes("engine", bundle_name, decoded.engine)
+        record = {
+            "layout": decoded.layout,
+            "name": decoded.name,
+            "inputs": list(decoded.inputs),
+            "outputs": list(decoded.outputs),
+            "device": decoded.device,
+            "hw_compatible": decoded.hw_compatible,
+            "target_platform": decoded.target_platform,
+        }
+        record_idx = writer.add_bytes(
+            "file", "torch_tensorrt.json", json.dumps(record, indent=1).encode(), "zstd"
+        )
         info_ = EngineInfo(
             name=bundle_name,
             section=idx,
             trt_version=header.trt_version,
             compute_capabilities=header.compute_capabilities,
-            hardware_portable=header.hardware_portable or decoded.hw_compatible,
+            # The engine header decides: Torch-TensorRT's HW_COMPATIBLE means TensorRT's
+            # "any SM >= 8" mode, not TensorRT-RTX's PTX targets (it is kept in metadata).
+            hardware_portable=header.hardware_portable,
             platform=decoded.target_platform,
             inputs=(),
             outputs=(),
@@ -525,6 +546,7 @@ def import_torch_tensorrt(
             created_at=utc_now(),
             sections=tuple(writer.sections),
             engines=(info_,),
+            files={"torch_tensorrt.json": record_idx},
             metadata=decoded.metadata,
         )
         writer.finish(manifest)

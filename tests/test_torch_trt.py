@@ -239,3 +239,63 @@ def test_zip_without_an_engine_says_to_export_json(tmp_path: Path) -> None:
     other.write_bytes(b"\x08\x07")
     with pytest.raises(ImportFormatError, match=r"neither a \.json list nor"):
         _torch_trt.import_torch_tensorrt(other, tmp_path / "x.rtxpack")
+
+
+# --- found in review --------------------------------------------------------------------------
+
+
+def test_hundreds_of_bindings_import_into_a_readable_bundle(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    names = [f"past_key_values.{i}.key" for i in range(300)]
+    with _imported(make_info(mlp_engine, INPUT_BINDING_NAMES="%".join(names)), tmp_path) as b:
+        record = json.loads(b.read_file("torch_tensorrt.json"))
+        assert record["inputs"] == names and record["outputs"] == ["y"]
+        assert b.manifest.metadata["torch_tensorrt.inputs"] == "see torch_tensorrt.json"
+        assert json.loads(b.manifest.metadata["torch_tensorrt.outputs"]) == ["y"]
+
+
+def test_hw_compatible_does_not_make_a_single_target_engine_portable(tmp_path: Path) -> None:
+    from conftest import build_mlp_engine
+
+    engine = build_mlp_engine(ccs=("8.6",))
+    with _imported(make_info(engine, HW_COMPATIBLE="1"), tmp_path) as b:
+        e = b.manifest.engine()
+        assert e.compute_capabilities == ("8.6",) and e.hardware_portable is False
+        assert b.manifest.metadata["torch_tensorrt.hw_compatible"] == "1"  # still recorded
+
+
+@pytest.mark.parametrize(
+    ("over", "slot"),
+    [
+        ({"DEVICE": "0%\u00b2%9%0%gpu"}, "DEVICE"),  # a digit to str.isdigit, not to int()
+        ({"DEVICE": "0%8%9%1%" + "g" * 5000}, "DEVICE"),
+        ({"ALIASED_IO": "%".join(["o@i@k"] * 2000)}, "ALIASED_IO"),
+    ],
+)
+def test_odd_slots_are_import_format_errors(
+    tmp_path: Path, mlp_engine: bytes, over: dict[str, str], slot: str
+) -> None:
+    with pytest.raises(ImportFormatError, match=slot):
+        _torch_trt.import_torch_tensorrt(make_info(mlp_engine, **over), tmp_path / "o.rtxpack")
+    assert not (tmp_path / "o.rtxpack").exists()
+
+
+def test_deeply_nested_json_is_an_import_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ImportFormatError, match="not valid JSON"):
+        _torch_trt.import_torch_tensorrt(path, tmp_path / "o.rtxpack")
+
+
+def test_unreadable_zip_members_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "odd.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", b"x" * 100)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"archive/data.pkl") - 22] = 99  # compression method 99 (AES) in the header
+    cd = raw.rindex(b"archive/data.pkl") - 36
+    raw[cd] = 99  # and in the central directory
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ImportFormatError, match="no Torch-TensorRT engine found"):
+        _torch_trt.import_torch_tensorrt(path, tmp_path / "o.rtxpack")
