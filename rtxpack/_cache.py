@@ -181,7 +181,7 @@ def _unpack(data: bytes, where: str) -> tuple[dict[str, Any], bytes]:
         raise ValueError(f"{where} is corrupt: its payload does not match the digest in its header")
     try:
         meta = json.loads(data[_HEADER.size : meta_end] or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested beyond the stack
         meta = None
     if not isinstance(meta, dict):
         raise ValueError(f"{where} has an unreadable header (not a JSON object)")
@@ -248,7 +248,7 @@ def _file_meta(path: Path) -> dict[str, Any]:
             if meta_len > _MAX_META:
                 return {}
             meta = json.loads(f.read(meta_len) or b"{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return meta if isinstance(meta, dict) else {}
 

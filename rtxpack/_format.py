@@ -16,7 +16,6 @@ import os
 import secrets
 import stat
 import struct
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,18 +122,21 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise InvalidArgumentError(f"cannot write {path}: folder {directory} does not exist")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        # 0o666 & ~umask, as for any new file; a replaced file keeps its own mode (below).
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as exc:
         raise OutputError(
             f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to"
         ) from None
-    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -554,14 +554,31 @@ def test_write_failures_are_output_errors_and_keep_the_old_bundle(
 def test_unwritable_folder_is_an_output_error(
     tmp_path: Path, mlp_engine: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tempfile
+    import secrets
 
-    def denied(*args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(tempfile, "mkstemp", denied)  # as in a read-only folder (not as root)
-    with pytest.raises(rtxpack.OutputError, match=r"cannot write .*Permission denied"):
+    # As in a read-only folder (the tests run as root, who may write anywhere): the temporary
+    # file cannot be created.
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "taken")
+    (tmp_path / ".m.rtxpack.taken.tmp").mkdir()
+    with pytest.raises(rtxpack.OutputError, match=r"cannot write .*m\.rtxpack"):
         rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
+    assert not (tmp_path / "m.rtxpack").exists()
+
+
+def test_rewriting_keeps_the_file_mode_and_new_files_follow_the_umask(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    path = rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    path.chmod(0o640)
+    rtxpack.add_cache(
+        path,
+        b"cache",
+        rtxpack.Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux"),
+    )
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 def test_the_writer_refuses_a_manifest_the_reader_would_refuse(
