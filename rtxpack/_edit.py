@@ -194,6 +194,7 @@ def rewrite(
     with _format.atomic_output(dst_path) as f:
         src = _format.open_bundle_file(src_path)
         try:
+            _format.check_rewritable(src)
             manifest = src.manifest
             resolved = [(manifest.engine(new.engine).name, new) for new in add]
             for name, new in resolved:

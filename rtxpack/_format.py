@@ -515,6 +515,23 @@ class BundleFile:
         self._f.close()
 
 
+def check_rewritable(bf: BundleFile) -> None:
+    """Refuse to rewrite a bundle of a newer format than this rtxpack writes.
+
+    Reading one is fine (a newer minor only adds what a reader may ignore), but a rewrite could
+    renumber sections that the newer fields point at, or drop what they mean.
+    """
+    if bf.version > FORMAT_VERSION:
+        found, supported = format_version_str(bf.version), format_version_str()
+        raise UnsupportedVersionError(
+            f"{bf.path} uses bundle format {found}, newer than the {supported} this rtxpack "
+            "writes; it can read it but will not rewrite it (that could lose what the newer "
+            "format added): upgrade rtxpack (pip install -U rtxpack)",
+            found=found,
+            supported=supported,
+        )
+
+
 def open_bundle_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> BundleFile:
     try:
         return BundleFile(path, limits)

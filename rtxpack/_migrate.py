@@ -64,6 +64,7 @@ def migrate(
     """
     src = _format.open_bundle_file(old)
     try:
+        _format.check_rewritable(src)
         from_v = src.version  # a newer major was refused by parse_header, naming both
         section_steps = _step_for_sections(from_v)
         manifest = src.manifest
@@ -93,6 +94,7 @@ def migrate(
                     migrations=(*manifest.migrations, record),
                 )
             )
+            src.close()  # before the rename: Windows cannot replace an open, mapped file
         if progress:
             progress(
                 f"migrated {old} from format {record.from_version} to {record.to_version}: "
@@ -173,6 +175,7 @@ def rebuild(
     ccs = parse_compute_capabilities(compute_capabilities)
     src = _format.open_bundle_file(bundle)
     try:
+        _format.check_rewritable(src)
         manifest = src.manifest
         plan = rebuild_plan(
             manifest, engines=engines, compute_capabilities=ccs, installed=installed
@@ -254,6 +257,7 @@ def rebuild(
                     files={k: remap[v] for k, v in manifest.files.items()},
                 )
             )
+            src.close()  # before the rename: Windows cannot replace an open, mapped file
         for name in built:
             say(f"{name}: rebuilt with TensorRT-RTX {installed}")
         return target

@@ -126,18 +126,24 @@ def test_migrate_golden_keeps_every_section_byte_for_byte(tmp_path: Path) -> Non
 # --- versions ------------------------------------------------------------------------------------
 
 
-def test_newer_minor_opens_and_migrate_keeps_unknown_fields(tmp_path: Path) -> None:
+def test_newer_minor_opens_but_is_not_rewritten(tmp_path: Path) -> None:
     future = {"signatures": [{"key": "ed25519:abc", "sig": "00"}]}
     path = _rewrite(GOLDEN_V1_0, tmp_path / "v19.rtxpack", version=(1, 9), extra=future)
     with rtxpack.open(path) as b:
         assert b.format_version == "1.9"
         assert b.manifest.extra == future
         b.verify()
-    out = _migrate.migrate(path, tmp_path / "out.rtxpack")
-    with rtxpack.open(out) as b:
-        assert b.format_version == "1.0"
-        assert b.manifest.extra == future
-        assert b.manifest.migrations[-1].from_version == "1.9"
+    # Rewriting it could renumber sections its new fields point at: refused, naming both.
+    out = tmp_path / "out.rtxpack"
+    env = rtxpack.Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux")
+    for rewrite in (
+        lambda: _migrate.migrate(path, out),
+        lambda: _migrate.rebuild(path, out),
+        lambda: rtxpack.add_cache(path, b"cache", env, output=out),
+    ):
+        with pytest.raises(UnsupportedVersionError, match=r"1\.9.*1\.0.*upgrade rtxpack"):
+            rewrite()
+    assert not out.exists()
 
 
 def test_newer_major_is_refused_naming_both_versions(tmp_path: Path) -> None:
