@@ -538,7 +538,10 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
     if cc in SUPPORTED_CCS:
         what, flags = f"for CC {cc}", f" --cc {cc}"
     else:
-        what, flags = "with the default (portable) targets", ""
+        what, flags = (
+            "for the portable default targets (newer GPUs run it through PTX)",
+            (" --portable"),
+        )
     run.add(
         "gpu.cc_not_targeted",
         "error",

@@ -134,7 +134,10 @@ def load(
                     f"source for this machine ({reason}); the rebuild is kept in the local cache",
                     stacklevel=2,
                 )
-                rebuilt = _migrate.rebuild_to_cache(bundle.path)
+                here = _compat.local_target()
+                rebuilt = _migrate.rebuild_to_cache(
+                    bundle.path, compute_capability=here.compute_capability
+                )
                 bundle.close()
                 return load(
                     rebuilt,

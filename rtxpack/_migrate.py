@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _format
-from ._build import build_onnx, parse_compute_capabilities
+from ._build import SUPPORTED_CCS, build_onnx, parse_compute_capabilities
 from ._bundle import utc_now
 from ._errors import (
     CompatibilityError,
@@ -122,6 +122,7 @@ def rebuild_plan(
     engines: Sequence[str] | None = None,
     compute_capabilities: Sequence[str | float] | None = None,
     installed: str | None = None,
+    portable: bool = False,
 ) -> dict[str, str]:
     """Which engines need a rebuild, and why: ``{engine name: reason}`` (empty: none)."""
     installed = installed or _installed_trt()
@@ -139,6 +140,11 @@ def rebuild_plan(
         missing = [c for c in ccs or () if c not in info.compute_capabilities]
         if missing:
             reasons.append(f"lacks compute capability {', '.join(missing)}")
+        if portable and not info.hardware_portable:
+            reasons.append(
+                f"targets only CC {', '.join(info.compute_capabilities) or 'unknown'}, "
+                "not newer GPUs"
+            )
         if reasons:
             plan[name] = "; ".join(reasons)
     return plan
@@ -159,10 +165,13 @@ def rebuild(
     *,
     engines: Sequence[str] | None = None,
     compute_capabilities: Sequence[str | float] | None = None,
+    portable: bool = False,
     progress: Progress | None = None,
 ) -> Path:
     """Rebuild engines that the installed TensorRT-RTX cannot load (or that lack a requested
     compute capability) from the ONNX source the bundle carries; returns ``output``.
+    ``portable=True`` also rebuilds engines built for a fixed set of GPUs for TensorRT-RTX's
+    portable default targets, which include newer GPUs (through PTX).
 
     Name, strategy, profiles, source, samples, metadata and files are kept. Runtime caches of
     rebuilt engines are dropped (they belong to the old engine); other caches are kept. With
@@ -177,8 +186,16 @@ def rebuild(
     try:
         _format.check_rewritable(src)
         manifest = src.manifest
+        if portable and ccs:
+            raise InvalidArgumentError(
+                "give either compute capabilities or portable=True (--portable), not both"
+            )
         plan = rebuild_plan(
-            manifest, engines=engines, compute_capabilities=ccs, installed=installed
+            manifest,
+            engines=engines,
+            compute_capabilities=ccs,
+            installed=installed,
+            portable=portable,
         )
         for name, reason in plan.items():
             if manifest.engine(name).source is None:
@@ -194,7 +211,8 @@ def rebuild(
             info = manifest.engine(name)
             assert info.source is not None
             say(f"{name}: {reason}: rebuilding from its ONNX source")
-            targets = ccs or (None if info.hardware_portable else info.compute_capabilities or None)
+            keep = not (portable or info.hardware_portable)
+            targets = ccs or (info.compute_capabilities or None if keep else None)
             built[name] = build_onnx(
                 bytes(src.decode(manifest.sections[info.source])),
                 shapes=[dict(p) for p in info.profiles] or None,
@@ -276,14 +294,35 @@ def cache_dir() -> Path:
     return Path(root) / "rebuilt"
 
 
-def rebuild_to_cache(bundle: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
+def rebuild_to_cache(
+    bundle: str | os.PathLike[str],
+    *,
+    compute_capability: str | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """Rebuild ``bundle`` for the installed TensorRT-RTX into the local cache; returns the path
     to load. A previous rebuild of the same bundle (same manifest digest) for the same
     TensorRT-RTX version is reused; a bundle that needs no rebuild is returned as is."""
     installed = _installed_trt()
     src = _format.open_bundle_file(bundle)
     try:
-        plan = rebuild_plan(src.manifest, installed=installed)
+        # For this machine's GPU: an engine that does not target it is rebuilt for it (or for
+        # the portable targets, when TensorRT-RTX cannot name it, e.g. a GPU newer than it).
+        ccs: list[str] = []
+        portable = False
+        if compute_capability is not None:
+            lacking = [
+                e
+                for e in src.manifest.engines
+                if compute_capability not in e.compute_capabilities and not e.hardware_portable
+            ]
+            if lacking and compute_capability in SUPPORTED_CCS:
+                ccs = [compute_capability]
+            elif lacking:
+                portable = True
+        plan = rebuild_plan(
+            src.manifest, installed=installed, compute_capabilities=ccs or None, portable=portable
+        )
         key = src.header.manifest_digest.hex()[:32]
     finally:
         src.close()
@@ -297,7 +336,8 @@ def rebuild_to_cache(bundle: str | os.PathLike[str], *, progress: Progress | Non
             f"cannot create the rebuild cache {directory}: {exc.strerror}; set RTXPACK_CACHE_DIR "
             "to a writable folder"
         ) from None
-    target = directory / f"{key}-trt{installed}.rtxpack"
+    for_gpus = "-".join(ccs) or ("portable" if portable else "same")
+    target = directory / f"{key}-trt{installed}-{for_gpus}.rtxpack"
     import filelock
 
     with filelock.FileLock(str(target) + ".lock"):
@@ -309,4 +349,6 @@ def rebuild_to_cache(bundle: str | os.PathLike[str], *, progress: Progress | Non
                 return target
             except RtxpackError:
                 pass  # damaged: rebuild it
-        return rebuild(bundle, target, progress=progress)
+        return rebuild(
+            bundle, target, compute_capabilities=ccs or None, portable=portable, progress=progress
+        )

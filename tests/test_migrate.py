@@ -311,3 +311,34 @@ def test_cli_migrate_and_rebuild(
     shutil.copy(old, tmp_path / "bad.rtxpack")
     assert main(["rebuild", str(tmp_path / "bad.rtxpack"), "-o", "x", "--engine", "nope"]) == 1
     assert "no engine named 'nope'" in capsys.readouterr().err
+
+
+def test_check_and_rebuild_agree_on_a_gpu_newer_than_an_engines_targets(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    """Found in review: check said needs_rebuild for a fixed-target engine on a GPU newer than
+    any target, but rebuild found nothing to do. Its hint is now --portable, which does it."""
+    import dataclasses
+
+    from rtxpack import Target, check
+    from rtxpack._compat import local_target
+
+    fixed = _rewrite(
+        onnx_bundle,
+        tmp_path / "fixed.rtxpack",
+        engine=lambda e: dataclasses.replace(
+            e, compute_capabilities=("8.6",), hardware_portable=False
+        ),
+    )
+    newer_gpu = dataclasses.replace(
+        Target(**{**local_target().to_dict(), "compute_capability": "13.0"}),
+        driver_version="580.65",
+        gpu_name="NVIDIA GeForce RTX 6090",
+    )
+    report = check(fixed, newer_gpu)
+    assert report.verdict("main").status == "needs_rebuild"
+    assert "--portable" in report.errors[0].message
+    out = _migrate.rebuild(fixed, tmp_path / "new.rtxpack", portable=True)
+    with rtxpack.open(out) as b:
+        assert b.manifest.engine().hardware_portable
+    assert check(out, newer_gpu).verdict("main").status == "loads"

@@ -25,6 +25,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         args.output,
         engines=args.engine,
         compute_capabilities=args.cc,
+        portable=args.portable,
         progress=None if args.quiet else _progress,
     )
     print(f"wrote {args.output}")
@@ -68,6 +69,12 @@ def register(sub: Any) -> None:
         metavar="X.Y",
         help="required target compute capability (repeatable); engines lacking one are rebuilt "
         "for exactly these",
+    )
+    p.add_argument(
+        "--portable",
+        action="store_true",
+        help="also rebuild engines built for fixed GPUs for the portable default targets "
+        "(all RTX GPUs TensorRT-RTX knows, newer ones through PTX)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_rebuild)
