@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from ._errors import RtxpackError
+from ._errors import InvalidArgumentError, RtxpackError
 from ._manifest import CacheInfo, EngineInfo, Environment
-from ._target import Target, cache_mismatches
+from ._target import Target, cache_mismatches, version_tuple
 
 if TYPE_CHECKING:
     from ._bundle import Bundle
@@ -127,10 +127,15 @@ def local_cache_path(
     """The local cache file of one engine (by its section digest) on one machine environment.
 
     The name hashes the engine digest and the environment (TensorRT-RTX version, GPU name,
-    compute capability, driver, OS), so different bundles and GPUs never share a file.
+    compute capability, driver major version, OS), so different bundles and GPUs never share a
+    file; the exact environment is in the file's header and checked when it is read.
     """
     engine_part = engine_digest.partition(":")[2][:24] or "unknown"
-    env_text = json.dumps(_target_key(target), sort_keys=True)
+    key = _target_key(target)
+    # By driver *major*: a cache stays valid across driver updates within a major (the reader
+    # checks same-or-newer), so a driver update keeps using, not strands, the file.
+    key["driver_version"] = key["driver_version"].split(".")[0]
+    env_text = json.dumps(key, sort_keys=True)
     env_part = hashlib.sha256(env_text.encode()).hexdigest()[:16]
     return default_cache_dir(cache_dir) / "runtime-caches" / f"{engine_part}-{env_part}.rtxcache"
 
@@ -226,6 +231,8 @@ def read_cache_file(
     try:
         meta, payload = _unpack(data, str(p))
         for key, want in (expect or {}).items():
+            if key == "environment" and _same_machine(meta.get(key), want):
+                continue
             if key in meta and meta[key] != want:
                 raise ValueError(
                     f"{p} was made for a different {key.replace('_', ' ')} "
@@ -235,6 +242,20 @@ def read_cache_file(
         _warn(f"runtime cache ignored: {exc}; the run starts cold and the file is replaced")
         return None
     return payload
+
+
+def _same_machine(made: Any, here: dict[str, str]) -> bool:
+    """A local cache made in environment ``made`` loads ``here``: everything equal but the
+    driver, which may be newer here within the same major version (TensorRT-RTX's rule)."""
+    if not isinstance(made, dict) or set(made) != set(here):
+        return False
+    if any(made[k] != here[k] for k in here if k != "driver_version"):
+        return False
+    try:
+        have, was = version_tuple(here["driver_version"]), version_tuple(made["driver_version"])
+    except (InvalidArgumentError, TypeError):
+        return False
+    return have[0] == was[0] and have >= was
 
 
 def _file_meta(path: Path) -> dict[str, Any]:

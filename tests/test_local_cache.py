@@ -70,13 +70,30 @@ def test_file_is_keyed_by_engine_and_every_part_of_the_environment(tmp_path: Pat
             DIGEST, Target("1.7.1.116", "8.6", "580.65", "linux", TARGET.gpu_name), tmp_path
         ),
         local_cache_path(
-            DIGEST, Target("1.7.1.116", "8.9", "580.95", "linux", TARGET.gpu_name), tmp_path
+            DIGEST, Target("1.7.1.116", "8.9", "590.10", "linux", TARGET.gpu_name), tmp_path
         ),
         local_cache_path(
             DIGEST, Target("1.7.1.116", "8.9", "580.65", "windows", TARGET.gpu_name), tmp_path
         ),
     ]
     assert len({base, *others}) == 1 + len(others)
+    # A driver update within the major keeps the same file (it stays valid for TensorRT-RTX).
+    newer = Target("1.7.1.116", "8.9", "580.95", "linux", TARGET.gpu_name)
+    assert local_cache_path(DIGEST, newer, tmp_path) == base
+
+
+def test_a_local_cache_survives_a_driver_update_but_not_a_downgrade(tmp_path: Path) -> None:
+    from rtxpack._cache import _target_key
+
+    def expect(driver: str) -> dict[str, object]:
+        t = Target("1.7.1.116", "8.9", driver, "linux", TARGET.gpu_name)
+        return {"engine_digest": DIGEST, "environment": _target_key(t)}
+
+    path = tmp_path / "c.rtxcache"
+    assert persist_runtime_cache(path, b"kernels", meta=expect("580.65"))
+    assert read_cache_file(path, expect=expect("580.95")) == b"kernels"  # newer driver: loads
+    with pytest.warns(RuntimeCacheWarning, match="different environment"):
+        assert read_cache_file(path, expect=expect("580.10")) is None  # older: TensorRT-RTX won't
 
 
 # --- round trip and bad files ---------------------------------------------------------------
