@@ -23,7 +23,7 @@ import torch
 from ._errors import RuntimeFailure
 from ._io import Signature, bind_inputs, check_tensors, choose_profile, pack_outputs, torch_dtype
 from ._manifest import ShapeRange, TensorSpec
-from ._strategy import CudaGraphStrategy, RuntimeStrategy
+from ._strategy import CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 
 __all__ = ["TensorRTModule"]
 
@@ -84,6 +84,25 @@ def _make_logger(trt: Any) -> Any:
     return Logger()
 
 
+def _clear_errors(logger: Any) -> None:
+    """Forget earlier errors, so a failure quotes only what went wrong in this call."""
+    errors = getattr(logger, "errors", None)
+    if errors is not None:
+        errors.clear()
+
+
+#: TensorRT requires tensor addresses aligned to 256 bytes (IExecutionContext::setTensorAddress).
+_ALIGNMENT = 256
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if TensorRT-RTX can read it in place, else a contiguous, aligned copy (a slice such
+    as ``x[1:]`` is contiguous but starts mid-allocation)."""
+    if t.is_contiguous() and (t.device.type != "cuda" or t.data_ptr() % _ALIGNMENT == 0):
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 def _errors_of(logger: Any) -> str:
     errors = list(getattr(logger, "errors", ()))
     return "; ".join(errors[-5:]) if errors else "TensorRT-RTX logged no reason"
@@ -134,6 +153,9 @@ class _State:
         self.context: Any = None
         self.persist_path: Path | None = None
         self.device_memory: torch.Tensor | None = None
+        # (context, cache, config) replaced inside a CUDA graph capture, where freeing device
+        # memory is not allowed: kept until close().
+        self.retired: list[tuple[Any, Any, Any]] = []
         self.closed = False
 
     def serialize_cache(self) -> bytes | None:
@@ -174,6 +196,14 @@ class _State:
         except Exception:
             pass
         # Release order matters: context -> cache -> config -> engine -> runtime.
+        try:
+            while self.retired:
+                context, cache, config = self.retired.pop()
+                del context  # in order: context, then cache, then config
+                del cache
+                del config
+        except Exception:
+            pass
         for attr in ("context", "device_memory", "cache", "config", "engine", "runtime"):
             try:
                 setattr(self, attr, None)
@@ -220,6 +250,8 @@ class TensorRTModule(torch.nn.Module):
         self._state = state
         self._finalizer = weakref.finalize(self, state.release)
         self._native_graphs_off = False
+        self._warned_default_stream = False
+        self._warned_lazy_capture = False
         self._reset_bindings()
 
         trt = self._trt
@@ -255,17 +287,21 @@ class TensorRTModule(torch.nn.Module):
             self.signature = signature if signature is not None and signature.inputs else engine_sig
             state.persist_path = persist_path
             try:
-                self._create_context(self.strategy, cache_blob if use_cache else None, use_cache)
+                state.config, state.cache, state.context = self._new_context(
+                    self.strategy, cache_blob if use_cache else None, use_cache
+                )
             except BaseException:
                 self.close()
                 raise
 
     # -- construction ------------------------------------------------------------------------
 
-    def _create_context(
+    def _new_context(
         self, strategy: RuntimeStrategy, cache_blob: bytes | None, use_cache: bool
-    ) -> None:
+    ) -> tuple[Any, Any, Any]:
+        """A runtime config with ``strategy`` and a cache, and a context made through it."""
         trt, state = self._trt, self._state
+        _clear_errors(state.logger)
         config = state.engine.create_runtime_config()
         if config is None:
             raise RuntimeFailure(
@@ -301,8 +337,7 @@ class TensorRTModule(torch.nn.Module):
                 f"TensorRT-RTX could not create an execution context for engine "
                 f"{self.engine_name!r}: {_errors_of(state.logger)}"
             )
-        state.config, state.cache, state.context = config, cache, context
-        self._reset_bindings()
+        return config, cache, context
 
     def _reset_bindings(self) -> None:
         self._last_shapes: tuple[tuple[int, ...], ...] | None = None
@@ -311,19 +346,39 @@ class TensorRTModule(torch.nn.Module):
         self._outputs: list[torch.Tensor] | None = None
 
     def _switch_off_native_graphs(self) -> None:
-        """Inside an outer CUDA graph capture: recreate config + context with native capture off."""
+        """Recreate config + context with TensorRT-RTX's native CUDA graphs off.
+
+        The new context is made before the old one is let go, so a failure leaves the module as
+        it was. Inside an outer capture nothing may be freed or synchronized: the old objects are
+        then kept until ``close()``.
+        """
         state = self._state
+        capturing = _is_capturing()
+        if not capturing:
+            _synchronize(self.device)  # work queued on the old context must finish first
         blob = state.serialize_cache()
         state.persist_cache(blob)  # a strategy switch is one of the moments the cache is written
-        use_cache = state.cache is not None
-        # Release in order (context -> cache -> config); nothing else holds them.
-        state.context = None
+        strategy = self.strategy.with_overrides(cuda_graph_strategy=CudaGraphStrategy.DISABLED)
+        try:
+            new = self._new_context(strategy, blob, state.cache is not None)
+        except RuntimeFailure as exc:
+            if not capturing:
+                raise
+            raise RuntimeFailure(
+                "could not switch TensorRT-RTX's own CUDA graphs off inside your "
+                f"torch.cuda.graph capture ({exc}); call model.disable_native_cuda_graphs() once "
+                "before capturing, or load with strategy={'cuda_graph_strategy': 'disabled'}"
+            ) from None
+        if capturing:
+            state.retired.append((state.context, state.cache, state.config))
+        state.context = None  # outside a capture, released here in order: context first,
         state.cache = None
         state.config = None
-        self.strategy = self.strategy.with_overrides(cuda_graph_strategy=CudaGraphStrategy.DISABLED)
+        state.config, state.cache, state.context = new
+        self.strategy = strategy
         self.cache_origin = "carried over from the previous runtime config"
-        self._create_context(self.strategy, blob, use_cache)
         self._native_graphs_off = True
+        self._reset_bindings()
 
     def disable_native_cuda_graphs(self) -> None:
         """Turn TensorRT-RTX's own CUDA graph capture off (recreates config + context once).
@@ -355,16 +410,25 @@ class TensorRTModule(torch.nn.Module):
         sig = self.signature
         tensors = bind_inputs(sig, args, kwargs)
         check_tensors(sig, tensors, self.device)
-        tensors = [t if t.is_contiguous() else t.contiguous() for t in tensors]
+        tensors = [_aligned(t) for t in tensors]
+        _clear_errors(state.logger)
         with _device_guard(self.device):
             stream = _stream_handle(self.device)
-            if (
-                _is_capturing()
-                and not self._native_graphs_off
-                and self.strategy.cuda_graph_strategy == CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-            ):
+            capturing = _is_capturing()
+            native = self.strategy.cuda_graph_strategy == CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+            if capturing and native and not self._native_graphs_off:
                 self._switch_off_native_graphs()
+            elif native and stream == 0 and not self._warned_default_stream:
+                self._warned_default_stream = True
+                warnings.warn(
+                    "rtxpack: TensorRT-RTX's native CUDA graphs need a non-default stream; on "
+                    "torch's default stream they stay off (run under `with torch.cuda.stream("
+                    "torch.cuda.Stream()):` to use them)",
+                    stacklevel=2,
+                )
             ctx = state.context
+            if capturing:
+                self._check_capturable(ctx, stream)
             shapes = tuple(tuple(t.shape) for t in tensors)
             if shapes != self._last_shapes:
                 self._set_shapes(ctx, shapes, stream)
@@ -392,8 +456,29 @@ class TensorRTModule(torch.nn.Module):
         as_dict = self.return_dict if return_dict is None else return_dict
         return pack_outputs(sig.output_names, outputs, as_dict)
 
+    def _check_capturable(self, ctx: Any, stream: int) -> None:
+        if not ctx.is_stream_capturable(stream):
+            raise RuntimeFailure(
+                f"engine {self.engine_name!r} cannot be captured into a CUDA graph on this stream "
+                f"(TensorRT-RTX says so: {_errors_of(self._state.logger)}); run it outside the "
+                "capture"
+            )
+        lazy = DynamicShapesStrategy.LAZY
+        strategy = self.strategy.dynamic_shapes_kernel_specialization_strategy
+        dynamic = any(-1 in t.shape for t in self.signature.inputs)
+        if strategy == lazy and dynamic and not self._warned_lazy_capture:
+            self._warned_lazy_capture = True
+            warnings.warn(
+                "rtxpack: capturing an engine with dynamic inputs and the 'lazy' kernel "
+                "specialization strategy: kernels compiled in the background may replace "
+                "the captured ones; load with dynamic_shapes_kernel_specialization_strategy="
+                "'eager' or 'none' for graphs you capture",
+                stacklevel=3,
+            )
+
     def _set_shapes(self, ctx: Any, shapes: tuple[tuple[int, ...], ...], stream: int) -> None:
         sig, state = self.signature, self._state
+        self._last_shapes = None  # until every step below has succeeded
         profile = choose_profile(sig, shapes)
         if profile != self._profile:
             # A new context starts in profile 0; switch only when another one is needed.

@@ -41,6 +41,9 @@ class World:
         self.fail_context = False
         self.accept_cache = True
         self.refuse_cache_attach = False
+        self.capturable = True
+        self.fail_set_shape = False
+        self.fail_execute = False
         self.cache_blob = b"compiled-kernels"
         # Weak references: the double must not keep alive what rtxpack releases.
         self.configs: list[weakref.ref[FakeConfig]] = []
@@ -127,6 +130,8 @@ class FakeContext:
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
         self._world.events.append(("set_input_shape", name, tuple(shape)))
+        if self._world.fail_set_shape:
+            return False
         lo, _, hi = PROFILES[self.active_optimization_profile]
         if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
             return False
@@ -137,6 +142,10 @@ class FakeContext:
         if name == "y":
             return (self._shapes["x"][0], 8)
         return self._shapes[name]
+
+    def is_stream_capturable(self, stream: int) -> bool:
+        self._world.events.append(("is_stream_capturable", stream))
+        return self._world.capturable
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
         self._world.events.append(("set_tensor_address", name))
@@ -151,6 +160,8 @@ class FakeContext:
 
     def execute_async_v3(self, stream: int) -> bool:
         self._world.events.append(("execute", stream))
+        if self._world.fail_execute:
+            return False
         x = _array_at(self._addresses["x"], self._shapes["x"])
         y = _array_at(self._addresses["y"], (self._shapes["x"][0], 8))
         y[...] = np.maximum(x @ W, 0)
@@ -450,10 +461,79 @@ def test_outer_capture_switches_native_graphs_off_once(
     # The cache was written before the switch and carried into the new config.
     assert world.persisted == [(Path("/tmp/c.bin"), b"compiled-kernels")]  # type: ignore[attr-defined]
     assert ("cache.deserialize", b"compiled-kernels") in world.events
-    # The old context went before the old cache and config.
-    rel = [e for e in world.events if isinstance(e, str) and e.startswith("release")]
-    assert rel[:3] == ["release context", "release cache", "release config"]
     assert count(world, "set_input_shape") == 2  # the new context got its shapes once
+    assert ("is_stream_capturable", 1234) in world.events
+    # Nothing may be freed inside a capture: the old objects live until close(), then go in
+    # order (context, cache, config), before the new ones.
+    rel = [e for e in world.events if isinstance(e, str) and e.startswith("release")]
+    assert rel == []
+    m.close()
+    rel = [e for e in world.events if isinstance(e, str) and e.startswith("release")]
+    assert rel[:6] == ["release context", "release cache", "release config"] * 2
+
+
+def test_a_failed_switch_inside_a_capture_leaves_the_module_as_it_was(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make(strategy=RuntimeStrategy("eager", "whole_graph_capture"))
+    x = torch.randn(3, 16)
+    m(x)
+    world.fail_context = True
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: True)
+    with pytest.raises(RuntimeFailure, match=r"disable_native_cuda_graphs\(\) once before"):
+        m(x)
+    assert m.strategy.cuda_graph_strategy == rtxpack.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: False)
+    torch.testing.assert_close(m(x), reference(x))  # the old context still works
+    m.close()
+
+
+def test_capture_checks_the_stream_and_warns_about_lazy_dynamic_engines(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = make()  # lazy strategy (the default), dynamic input
+    monkeypatch.setattr(_runtime, "_is_capturing", lambda: True)
+    with pytest.warns(UserWarning, match="'lazy' kernel specialization"):
+        m(torch.randn(3, 16))
+    world.capturable = False
+    with pytest.raises(RuntimeFailure, match="cannot be captured"):
+        m(torch.randn(3, 16))
+    m.close()
+
+
+def test_native_graphs_on_the_default_stream_warn_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runtime, "_stream_handle", lambda device: 0)
+    m = make(strategy=RuntimeStrategy(cuda_graph_strategy="whole_graph_capture"))
+    with pytest.warns(UserWarning, match="need a non-default stream"):
+        m(torch.randn(3, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(torch.randn(3, 16))
+    m.close()
+
+
+def test_a_failed_shape_change_does_not_leave_stale_bookkeeping(world: World) -> None:
+    m = make()
+    m(torch.randn(3, 16))
+    world.fail_set_shape = True
+    with pytest.raises(RuntimeFailure, match="refused shape"):
+        m(torch.randn(20, 16))
+    world.fail_set_shape = False
+    torch.testing.assert_close(m(x := torch.randn(3, 16)), reference(x))
+    assert ("set_profile", 0, 1234) in world.events  # back to the profile the shapes need
+    m.close()
+
+
+def test_errors_quoted_are_only_this_calls(world: World) -> None:
+    m = make()
+    m._state.logger.errors.append("an old, unrelated error")
+    world.fail_execute = True
+    with pytest.raises(RuntimeFailure) as err:
+        m(torch.randn(3, 16))
+    assert "an old, unrelated error" not in str(err.value)
+    m.close()
 
 
 def test_native_graphs_can_be_switched_off_before_capture(
@@ -497,6 +577,7 @@ def test_close_persists_cache_and_releases_in_order(world: World) -> None:
         m(torch.randn(3, 16))
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_garbage_collection_persists_and_never_raises(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
