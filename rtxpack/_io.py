@@ -108,6 +108,11 @@ def check_tensors(sig: Signature, tensors: Sequence[Any], device: torch.device) 
                 f"input {spec.name!r}: got {type(t).__name__}, expected a torch.Tensor "
                 f"({spec.dtype}{_show(spec.shape)})"
             )
+        if t.layout != torch.strided:
+            raise TensorMismatchError(
+                f"input {spec.name!r} is a {str(t.layout).removeprefix('torch.')} tensor; "
+                "engines take dense tensors: pass t.to_dense()"
+            )
         if t.device.type != device.type or (
             device.index is not None and t.device.index not in (None, device.index)
         ):
@@ -116,7 +121,12 @@ def check_tensors(sig: Signature, tensors: Sequence[Any], device: torch.device) 
                 f"move it with .to({str(device)!r})"
             )
         want = torch_dtype(spec.dtype)
-        if want is None or t.dtype != want:
+        if want is None:
+            raise TensorMismatchError(
+                f"input {spec.name!r} has dtype {spec.dtype} in the engine, which torch cannot "
+                "hand to it; this engine cannot be called from torch"
+            )
+        if t.dtype != want:
             raise TensorMismatchError(
                 f"input {spec.name!r} has dtype {str(t.dtype).removeprefix('torch.')}, "
                 f"the engine expects {spec.dtype}; convert it with .to(torch.{spec.dtype})"

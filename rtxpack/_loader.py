@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import _bundle
-from ._errors import CompatibilityError, InvalidArgumentError
+from ._errors import CompatibilityError, InvalidArgumentError, RuntimeFailure
 from ._io import Signature
 from ._manifest import EngineInfo
 from ._strategy import RuntimeStrategy
@@ -57,6 +57,17 @@ def _device(device: Any) -> torch.device:
         ) from None
     if dev.type not in ("cuda", "cpu"):
         raise InvalidArgumentError(f"device {device!r}: expected 'cuda', 'cuda:N' or 'cpu'")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        # Pin the module to one GPU: 'cuda' means the current one, now (not whichever is
+        # current at call time), and inputs on another GPU are refused.
+        count = torch.cuda.device_count()
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        if not 0 <= index < count:
+            raise InvalidArgumentError(
+                f"device {device!r}: this machine has {count} CUDA device(s) (cuda:0 .. "
+                f"cuda:{count - 1})"
+            )
+        dev = torch.device("cuda", index)
     return dev
 
 
@@ -150,7 +161,14 @@ def load(
                 )
         if reason is not None:
             return _fall_back(bundle, info, dev, reason, report, fallback)
-        return _load_tensorrt(bundle, info, dev, chosen, runtime_cache, cache_dir)
+        try:
+            return _load_tensorrt(bundle, info, dev, chosen, runtime_cache, cache_dir)
+        except RuntimeFailure as exc:
+            # A VALID verdict does not guarantee deserialization succeeds (TensorRT-RTX docs).
+            if fallback is None:
+                raise
+            reason = f"TensorRT-RTX could not load it here ({exc})"
+            return _fall_back(bundle, info, dev, reason, report, fallback)
     finally:
         bundle.close()
 

@@ -134,7 +134,9 @@ class OnnxRuntimeModule(torch.nn.Module):
                     f"input {spec.name!r}: the ONNX Runtime fallback cannot take bfloat16 "
                     "tensors (numpy has no bfloat16)"
                 )
-            feeds[spec.name] = np.ascontiguousarray(t.detach().cpu().numpy())
+            feeds[spec.name] = np.ascontiguousarray(
+                t.detach().cpu().resolve_conj().resolve_neg().numpy()
+            )
         try:
             results = self._session.run(list(sig.output_names), feeds)
         except Exception as exc:

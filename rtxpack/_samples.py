@@ -29,11 +29,18 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray) -> tuple[bool, str]:
     rtol, atol = TOLERANCES.get(str(want.dtype), (0.0, 0.0))
     if want.size == 0:
         return True, f"OK    {name}  {want.dtype}[{shape}]  empty"
+    nan_mismatch = (
+        int(np.count_nonzero(np.isnan(got) != np.isnan(want))) if want.dtype.kind in "fc" else 0
+    )
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
     ok = bool(np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True))
+    finite = diff[~np.isnan(diff)]
+    worst = f"max abs diff {float(finite.max()) if finite.size else 0.0:.3g}"
+    if nan_mismatch:
+        worst = f"{nan_mismatch} value(s) NaN in one and not the other; " + worst
     return ok, (
-        f"{'OK  ' if ok else 'FAIL'}  {name}  {want.dtype}[{shape}]  max abs diff "
-        f"{float(np.nanmax(diff)):.3g}  (rtol {rtol:g}, atol {atol:g})"
+        f"{'OK  ' if ok else 'FAIL'}  {name}  {want.dtype}[{shape}]  {worst}  "
+        f"(rtol {rtol:g}, atol {atol:g})"
     )
 
 

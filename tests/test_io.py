@@ -68,6 +68,10 @@ def test_binding_errors_name_the_problem(args: tuple, kwargs: dict, message: str
             "input 'x': dim 1 is 4, the engine needs exactly 3",
         ),
         ([torch.zeros(2, 3, 16), torch.ones(2)], "input 'mask' has dtype float32"),
+        (
+            [torch.zeros(2, 3, 16).to_sparse(), torch.ones(2, dtype=torch.bool)],
+            "input 'x' is a sparse_coo tensor; engines take dense tensors",
+        ),
     ],
 )
 def test_tensor_checks_say_what_was_given_and_expected(tensors: list, message: str) -> None:
@@ -115,3 +119,9 @@ def test_output_packing() -> None:
     assert pack_outputs(["y"], [a], False) is a
     assert pack_outputs(["y", "n"], [a, b], False) == (a, b)
     assert pack_outputs(["y", "n"], [a, b], True) == {"y": a, "n": b}
+
+
+def test_a_dtype_torch_cannot_feed_is_said_plainly() -> None:
+    sig = Signature((TensorSpec("w", "int4", (2,)),), (TensorSpec("y", "float32", (2,)),), ())
+    with pytest.raises(TensorMismatchError, match="torch cannot hand to it"):
+        check_tensors(sig, [torch.zeros(2, dtype=torch.int8)], CPU)

@@ -675,6 +675,20 @@ def test_load_restores_overrides_and_round_trips_the_cache_file(
     m2.close()
 
 
+def test_fallback_also_covers_a_runtime_that_fails_after_a_valid_check(
+    world: World, supported_machine: None, onnx_bundle: Path
+) -> None:
+    from rtxpack._loader import FallbackWarning
+
+    world.fail_deserialize = True
+    with pytest.raises(RuntimeFailure, match="could not deserialize"):
+        load(onnx_bundle)
+    with pytest.warns(FallbackWarning, match="could not load it here .*could not deserialize"):
+        m = load(onnx_bundle, fallback="onnxruntime")
+    assert m.backend == "onnxruntime"
+    m.close()
+
+
 def test_load_with_rtx_strategy_object_replaces_the_bundles(
     world: World, supported_machine: None, onnx_bundle: Path
 ) -> None:
