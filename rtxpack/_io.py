@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -182,3 +182,30 @@ def pack_outputs(names: Sequence[str], tensors: Sequence[Any], as_dict: bool) ->
     if len(tensors) == 1:
         return tensors[0]
     return tuple(tensors)
+
+
+_M = TypeVar("_M", bound="EngineModule")
+
+
+class EngineModule(torch.nn.Module):
+    """What both backends share: the signature's names and ``with``-statement use."""
+
+    backend = ""
+    signature: Signature
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.signature.input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.signature.output_names
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ._errors import RuntimeFailure, TensorMismatchError
-from ._io import Signature, bind_inputs, check_tensors, choose_profile, pack_outputs
+from ._io import EngineModule, Signature, bind_inputs, check_tensors, choose_profile, pack_outputs
 from ._manifest import TensorSpec
 
 __all__ = ["OnnxRuntimeModule", "cuda_provider_available"]
@@ -61,7 +61,7 @@ def _signature_from_session(session: Any) -> Signature:
     )
 
 
-class OnnxRuntimeModule(torch.nn.Module):
+class OnnxRuntimeModule(EngineModule):
     """The bundle's ONNX source run by ONNX Runtime, with the TensorRT-RTX module's interface.
 
     ``device`` is where inputs must be and outputs are returned: ``cpu`` (CPUExecutionProvider)
@@ -112,14 +112,6 @@ class OnnxRuntimeModule(torch.nn.Module):
         self.signature = signature
         self.closed = False
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self.signature.input_names
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self.signature.output_names
-
     def forward(self, *args: Any, return_dict: bool | None = None, **kwargs: Any) -> Any:
         if self.closed:
             raise RuntimeFailure(f"engine {self.engine_name!r} was closed; load the bundle again")
@@ -151,12 +143,6 @@ class OnnxRuntimeModule(torch.nn.Module):
         """Release the ONNX Runtime session. Idempotent."""
         self.closed = True
         self.__dict__.pop("_session", None)
-
-    def __enter__(self) -> OnnxRuntimeModule:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def extra_repr(self) -> str:
         return (

@@ -21,7 +21,15 @@ from typing import Any
 import torch
 
 from ._errors import RuntimeFailure
-from ._io import Signature, bind_inputs, check_tensors, choose_profile, pack_outputs, torch_dtype
+from ._io import (
+    EngineModule,
+    Signature,
+    bind_inputs,
+    check_tensors,
+    choose_profile,
+    pack_outputs,
+    torch_dtype,
+)
 from ._manifest import ShapeRange, TensorSpec
 from ._strategy import CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 
@@ -211,7 +219,7 @@ class _State:
                 pass
 
 
-class TensorRTModule(torch.nn.Module):
+class TensorRTModule(EngineModule):
     """A TensorRT-RTX engine as a torch module. Build it with ``rtxpack.load``.
 
     Call with tensors on ``device``: positionally in ``input_names`` order or by name. Returns a
@@ -395,14 +403,6 @@ class TensorRTModule(torch.nn.Module):
 
     # -- calls -------------------------------------------------------------------------------
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self.signature.input_names
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self.signature.output_names
-
     def forward(self, *args: Any, return_dict: bool | None = None, **kwargs: Any) -> Any:
         state = self._state
         if state.closed:
@@ -543,12 +543,6 @@ class TensorRTModule(torch.nn.Module):
     @property
     def closed(self) -> bool:
         return self._state.closed
-
-    def __enter__(self) -> TensorRTModule:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def extra_repr(self) -> str:
         return (
