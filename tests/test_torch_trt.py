@@ -176,7 +176,7 @@ def test_json_list_file_and_cli(
 def _torchscript_with(tmp_path: Path, infos: list[list[str]]) -> Path:
     """A TorchScript file whose module holds each list as an attribute (as a TRT module's
     engine state: a list of strings inside data.pkl)."""
-    import torch
+    torch = pytest.importorskip("torch")
 
     class Holder(torch.nn.Module):
         def __init__(self, info: list[str]) -> None:
