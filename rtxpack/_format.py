@@ -94,7 +94,7 @@ def upgrade_manifest(raw: dict[str, Any], version: tuple[int, int]) -> dict[str,
 
 
 def _hasher() -> Any:
-    # BLAKE3 with all cores: ~7 GB/s on 2 cores here (bench/bench_format.py), so verifying an
+    # BLAKE3 with all cores: 5-8 GB/s on 2 cores here (bench/bench_format.py), so verifying an
     # engine costs less than reading it from disk; and unlike xxhash it is a cryptographic hash,
     # so a bundle's digests can be pinned or signed.
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
