@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BuildError, InvalidArgumentError
-from ._manifest import ShapeRange, TensorSpec
+from ._manifest import EngineInfo, ShapeRange, TensorSpec
+from ._strategy import RuntimeStrategy
 
 __all__ = [
     "BuiltEngine",
@@ -165,6 +166,24 @@ class BuiltEngine:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     profiles: tuple[dict[str, ShapeRange], ...]
+
+    def info(
+        self, name: str, strategy: RuntimeStrategy, source_digest: str | None = None
+    ) -> EngineInfo:
+        """The manifest record of this engine (``section`` -1 until it is written)."""
+        return EngineInfo(
+            name=name,
+            section=-1,
+            trt_version=self.trt_version,
+            compute_capabilities=self.compute_capabilities,
+            hardware_portable=self.hardware_portable,
+            platform=self.platform,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            profiles=self.profiles,
+            strategy=strategy,
+            source_digest=source_digest,
+        )
 
 
 def _trt() -> Any:

@@ -212,18 +212,8 @@ def _prepare(name: str, spec: EngineSpec, progress: Callable[[str], None] | None
         )
 
     if built is not None:
-        info = EngineInfo(
-            name=name,
-            section=-1,
-            trt_version=built.trt_version,
-            compute_capabilities=built.compute_capabilities,
-            hardware_portable=built.hardware_portable,
-            platform=built.platform,
-            inputs=built.inputs,
-            outputs=built.outputs,
-            profiles=built.profiles,
-            strategy=strategy,
-            source_digest=_format.digest(onnx_bytes) if onnx_bytes is not None else None,
+        info = built.info(
+            name, strategy, _format.digest(onnx_bytes) if onnx_bytes is not None else None
         )
         engine_bytes = built.data
     else:

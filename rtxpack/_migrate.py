@@ -249,16 +249,11 @@ def rebuild(
                     e, section=remap[e.section], source=ref(e.source), samples=ref(e.samples)
                 )
                 if e.name in built:
-                    b = built[e.name]
                     e2 = replace(
-                        e2,
-                        trt_version=b.trt_version,
-                        compute_capabilities=b.compute_capabilities,
-                        hardware_portable=b.hardware_portable,
-                        platform=b.platform,
-                        inputs=b.inputs,
-                        outputs=b.outputs,
-                        profiles=b.profiles,
+                        built[e.name].info(e.name, e.strategy, e.source_digest),
+                        section=e2.section,
+                        source=e2.source,
+                        samples=e2.samples,
                     )
                 new_engines.append(e2)
             writer.finish(
