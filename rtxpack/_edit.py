@@ -3,7 +3,7 @@
 A rewrite copies every kept section verbatim (same codec, same bytes, digest checked on the way,
 engines never re-encoded), appends the new caches, and writes a manifest that keeps every other
 field as it was (metadata, files, migrations, unknown top-level keys). The new file is written
-beside the target and renamed over it only when complete (``_format.atomic_output``), so an
+beside the target and renamed over it only when complete (``_format.rewriting``), so an
 interrupted or failed edit leaves the original bundle untouched and no partial file behind.
 """
 
@@ -19,7 +19,7 @@ from . import _format
 from ._bundle import utc_now
 from ._cache import MAX_CACHE_BYTES
 from ._errors import InvalidArgumentError
-from ._manifest import CC_RE, DEFAULT_LIMITS, OS_NAMES, CacheInfo, Environment, Manifest, Section
+from ._manifest import CC_RE, DEFAULT_LIMITS, OS_NAMES, CacheInfo, Environment
 from ._target import shorten, version_tuple
 
 __all__ = ["NewCache", "add_cache", "check_environment", "list_caches", "remove_cache"]
@@ -191,70 +191,37 @@ def rewrite(
         _check_blob(new.blob)
         check_environment(new.environment)
     drop_ids = set(drop)
-    with _format.atomic_output(dst_path) as f:
-        src = _format.open_bundle_file(src_path)
-        try:
-            _format.check_rewritable(src)
-            manifest = src.manifest
-            resolved = [(manifest.engine(new.engine).name, new) for new in add]
-            for name, new in resolved:
-                for c in manifest.caches:
-                    if c.engine == name and same_environment(c.environment, new.environment):
-                        drop_ids.add(c.id)
-            known = {c.id for c in manifest.caches}
-            missing = drop_ids - known
-            if missing:
-                raise InvalidArgumentError(f"no runtime cache with id {sorted(missing)[0]!r}")
-            dropped = {c.section for c in manifest.caches if c.id in drop_ids}
-            writer = _format.BundleWriter(f)
-            new_index: dict[int, int] = {}
-            for i, section in enumerate(manifest.sections):
-                if i not in dropped:
-                    new_index[i] = writer.copy_section(src, section)
-            kept = [
-                replace(c, section=new_index[c.section])
-                for c in manifest.caches
-                if c.id not in drop_ids
-            ]
-            taken = {c.id for c in kept} | known
-            added: list[CacheInfo] = []
-            for name, new in resolved:
+    with _format.rewriting(src_path, dst_path) as (src, writer):
+        manifest = src.manifest
+        resolved = [(manifest.engine(new.engine).name, new) for new in add]
+        for name, new in resolved:
+            for c in manifest.caches:
+                if c.engine == name and same_environment(c.environment, new.environment):
+                    drop_ids.add(c.id)
+        known = {c.id for c in manifest.caches}
+        missing = drop_ids - known
+        if missing:
+            raise InvalidArgumentError(f"no runtime cache with id {sorted(missing)[0]!r}")
+        dropped = {c.section for c in manifest.caches if c.id in drop_ids}
+        index = writer.copy_all(src, skip=dropped)
+        taken = set(known)
+        added: list[CacheInfo] = []
+        for name, new in resolved:
+            cache_id = _format.new_cache_id()
+            while cache_id in taken:
                 cache_id = _format.new_cache_id()
-                while cache_id in taken:
-                    cache_id = _format.new_cache_id()
-                taken.add(cache_id)
-                idx = writer.add_bytes("runtime_cache", name, new.blob, "zstd")
-                added.append(
-                    CacheInfo(
-                        id=cache_id,
-                        engine=name,
-                        section=idx,
-                        environment=new.environment,
-                        created_at=utc_now(),
-                        shapes=tuple(new.shapes),
-                    )
+            taken.add(cache_id)
+            idx = writer.add_bytes("runtime_cache", name, new.blob, "zstd")
+            added.append(
+                CacheInfo(
+                    id=cache_id,
+                    engine=name,
+                    section=idx,
+                    environment=new.environment,
+                    created_at=utc_now(),
+                    shapes=tuple(new.shapes),
                 )
-            out = _remap(manifest, new_index, tuple(writer.sections), tuple(kept + added))
-            writer.finish(out)
-        finally:
-            src.close()
+            )
+        out = manifest.renumbered(index, tuple(writer.sections))
+        writer.finish(replace(out, caches=out.caches + tuple(added)))
     return added
-
-
-def _remap(
-    manifest: Manifest,
-    index: dict[int, int],
-    sections: tuple[Section, ...],
-    caches: tuple[CacheInfo, ...],
-) -> Manifest:
-    """The same manifest with section indices renumbered and the new cache table."""
-
-    def opt(i: int | None) -> int | None:
-        return None if i is None else index[i]
-
-    engines = tuple(
-        replace(e, section=index[e.section], source=opt(e.source), samples=opt(e.samples))
-        for e in manifest.engines
-    )
-    files = {k: index[v] for k, v in manifest.files.items()}
-    return replace(manifest, sections=sections, engines=engines, caches=caches, files=files)

@@ -256,6 +256,27 @@ class BundleWriter:
         )
         return len(self.sections) - 1
 
+    def copy_all(
+        self,
+        source: BundleFile,
+        *,
+        skip: frozenset[int] | set[int] = frozenset(),
+        replacements: dict[int, bytes] | None = None,
+    ) -> dict[int, int]:
+        """Copy every section of ``source`` but those in ``skip``, in order; a section in
+        ``replacements`` gets those bytes instead (same kind, name and codec). Returns old index
+        -> new index, for ``Manifest.renumbered``."""
+        index: dict[int, int] = {}
+        for i, section in enumerate(source.manifest.sections):
+            if i in skip:
+                continue
+            if replacements and i in replacements:
+                data = replacements[i]
+                index[i] = self.add_bytes(section.kind, section.name, data, section.codec)
+            else:
+                index[i] = self.copy_section(source, section)
+        return index
+
     def finish(self, manifest: Manifest, version: tuple[int, int] = FORMAT_VERSION) -> None:
         """Write the manifest and the header. ``manifest.sections`` must be this writer's."""
         if list(manifest.sections) != self.sections:
@@ -530,6 +551,25 @@ def check_rewritable(bf: BundleFile) -> None:
             found=found,
             supported=supported,
         )
+
+
+@contextlib.contextmanager
+def rewriting(
+    src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
+) -> Iterator[tuple[BundleFile, BundleWriter]]:
+    """Rewrite a bundle: yields (source, writer) for a new file that replaces ``dst_path`` (which
+    may be ``src_path``) only when the block ends well; the caller calls ``writer.finish``.
+
+    A bundle of a newer format is refused. The source is closed before the rename (Windows will
+    not replace an open, mapped file).
+    """
+    with atomic_output(Path(dst_path)) as f:
+        src = open_bundle_file(src_path)
+        try:
+            check_rewritable(src)
+            yield src, BundleWriter(f)
+        finally:
+            src.close()
 
 
 def open_bundle_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> BundleFile:

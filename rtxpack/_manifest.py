@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._errors import DamagedBundleError
@@ -608,6 +608,26 @@ class Manifest:
         )
         manifest.check_references()
         return manifest
+
+    def renumbered(self, index: Mapping[int, int], sections: tuple[Section, ...]) -> Manifest:
+        """This manifest over a rewritten section table: ``index`` maps each kept old section to
+        its new position; caches whose section was not kept are dropped."""
+
+        def opt(i: int | None) -> int | None:
+            return None if i is None else index[i]
+
+        return replace(
+            self,
+            sections=sections,
+            engines=tuple(
+                replace(e, section=index[e.section], source=opt(e.source), samples=opt(e.samples))
+                for e in self.engines
+            ),
+            caches=tuple(
+                replace(c, section=index[c.section]) for c in self.caches if c.section in index
+            ),
+            files={k: index[v] for k, v in self.files.items()},
+        )
 
     def check_references(self) -> None:
         """Names are unique, every section is used once, and caches point at known engines."""

@@ -62,48 +62,35 @@ def migrate(
     it; unknown top-level manifest fields of a newer minor version are kept. The rewrite is
     recorded in ``manifest.migrations``. ``new`` may be ``old`` (replaced atomically).
     """
-    src = _format.open_bundle_file(old)
-    try:
-        _format.check_rewritable(src)
+    with _format.rewriting(old, new) as (src, writer):
         from_v = src.version  # a newer major was refused by parse_header, naming both
-        section_steps = _step_for_sections(from_v)
         manifest = src.manifest
-        target = Path(new)
-        with _format.atomic_output(target) as f:
-            writer = _format.BundleWriter(f)
-            for s in manifest.sections:
-                data: bytes | None = None
-                for step in section_steps:
-                    assert step.sections is not None
-                    changed = step.sections(s.kind, bytes(src.decode(s)) if data is None else data)
-                    data = data if changed is None else changed
-                if data is None:
-                    writer.copy_section(src, s)
-                else:
-                    writer.add_bytes(s.kind, s.name, data, s.codec)
-            record = Migration(
-                from_version=_vstr(from_v),
-                to_version=_vstr(_format.FORMAT_VERSION),
-                rtxpack_version=__version__,
-                time=utc_now(),
-            )
-            writer.finish(
-                replace(
-                    manifest,
-                    sections=tuple(writer.sections),
-                    migrations=(*manifest.migrations, record),
-                )
-            )
-            src.close()  # before the rename: Windows cannot replace an open, mapped file
-        if progress:
-            progress(
-                f"migrated {old} from format {record.from_version} to {record.to_version}: "
-                f"{len(manifest.sections)} sections copied"
-                + (f", {len(manifest.extra)} unknown fields kept" if manifest.extra else "")
-            )
-        return target
-    finally:
-        src.close()
+        replacements: dict[int, bytes] = {}
+        section_steps = _step_for_sections(from_v)
+        for i, s in enumerate(manifest.sections if section_steps else ()):
+            data: bytes | None = None
+            for step in section_steps:
+                assert step.sections is not None
+                changed = step.sections(s.kind, bytes(src.decode(s)) if data is None else data)
+                data = data if changed is None else changed
+            if data is not None:
+                replacements[i] = data
+        index = writer.copy_all(src, replacements=replacements)
+        record = Migration(
+            from_version=_vstr(from_v),
+            to_version=_vstr(_format.FORMAT_VERSION),
+            rtxpack_version=__version__,
+            time=utc_now(),
+        )
+        out = manifest.renumbered(index, tuple(writer.sections))
+        writer.finish(replace(out, migrations=(*manifest.migrations, record)))
+    if progress:
+        progress(
+            f"migrated {old} from format {record.from_version} to {record.to_version}: "
+            f"{len(manifest.sections)} sections copied"
+            + (f", {len(manifest.extra)} unknown fields kept" if manifest.extra else "")
+        )
+    return Path(new)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,14 +169,12 @@ def rebuild(
     say = progress or (lambda _msg: None)
     installed = _installed_trt()
     ccs = parse_compute_capabilities(compute_capabilities)
-    src = _format.open_bundle_file(bundle)
-    try:
-        _format.check_rewritable(src)
+    if portable and ccs:
+        raise InvalidArgumentError(
+            "give either compute capabilities or portable=True (--portable), not both"
+        )
+    with _format.rewriting(bundle, output) as (src, writer):
         manifest = src.manifest
-        if portable and ccs:
-            raise InvalidArgumentError(
-                "give either compute capabilities or portable=True (--portable), not both"
-            )
         plan = rebuild_plan(
             manifest,
             engines=engines,
@@ -219,63 +204,35 @@ def rebuild(
                 compute_capabilities=targets,
                 progress=say,
             )
-        dropped = {c.id for c in manifest.caches if c.engine in built}
-        for c in manifest.caches:
-            if c.id in dropped:
-                say(
-                    f"{c.engine}: dropped runtime cache {c.id} ({c.environment.gpu_name}): it was "
-                    "made for the old engine and no longer applies"
-                )
-        target = Path(output)
-        with _format.atomic_output(target) as f:
-            writer = _format.BundleWriter(f)
-            remap: dict[int, int] = {}
-            engine_at = {e.section: e.name for e in manifest.engines}
-            skip = {c.section for c in manifest.caches if c.id in dropped}
-            for i, s in enumerate(manifest.sections):
-                if i in skip:
-                    continue
-                if engine_at.get(i) in built:
-                    remap[i] = writer.add_bytes(s.kind, s.name, built[engine_at[i]].data, s.codec)
-                else:
-                    remap[i] = writer.copy_section(src, s)
-
-            def ref(index: int | None) -> int | None:
-                return None if index is None else remap[index]
-
-            new_engines = []
-            for e in manifest.engines:
-                e2 = replace(
-                    e, section=remap[e.section], source=ref(e.source), samples=ref(e.samples)
-                )
-                if e.name in built:
-                    e2 = replace(
-                        built[e.name].info(e.name, e.strategy, e.source_digest),
-                        section=e2.section,
-                        source=e2.source,
-                        samples=e2.samples,
-                    )
-                new_engines.append(e2)
-            writer.finish(
-                replace(
-                    manifest,
-                    rtxpack_version=__version__,
-                    sections=tuple(writer.sections),
-                    engines=tuple(new_engines),
-                    caches=tuple(
-                        replace(c, section=remap[c.section])
-                        for c in manifest.caches
-                        if c.id not in dropped
-                    ),
-                    files={k: remap[v] for k, v in manifest.files.items()},
-                )
+        dropped = [c for c in manifest.caches if c.engine in built]
+        for c in dropped:
+            say(
+                f"{c.engine}: dropped runtime cache {c.id} ({c.environment.gpu_name}): it was "
+                "made for the old engine and no longer applies"
             )
-            src.close()  # before the rename: Windows cannot replace an open, mapped file
-        for name in built:
-            say(f"{name}: rebuilt with TensorRT-RTX {installed}")
-        return target
-    finally:
-        src.close()
+        index = writer.copy_all(
+            src,
+            skip={c.section for c in dropped},
+            replacements={
+                e.section: built[e.name].data for e in manifest.engines if e.name in built
+            },
+        )
+        out = manifest.renumbered(index, tuple(writer.sections))
+        rebuilt = tuple(
+            replace(
+                built[e.name].info(e.name, e.strategy, e.source_digest),
+                section=e.section,
+                source=e.source,
+                samples=e.samples,
+            )
+            if e.name in built
+            else e
+            for e in out.engines
+        )
+        writer.finish(replace(out, rtxpack_version=__version__, engines=rebuilt))
+    for name in built:
+        say(f"{name}: rebuilt with TensorRT-RTX {installed}")
+    return Path(output)
 
 
 def cache_dir() -> Path:
