@@ -99,6 +99,29 @@ def make_onnx_mlp(path: Path, *, dynamic: bool = True) -> Path:
     return path
 
 
+def _tiny_net() -> type:
+    import torch
+
+    class TinyNet(torch.nn.Module):
+        """relu(Linear(16 -> 8)), seeded: the torch model the loader tests compare against."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = torch.nn.Linear(16, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.fc(x))
+
+    return TinyNet
+
+
+def __getattr__(name: str) -> type:  # TinyNet needs torch, an optional extra: build it on use
+    if name == "TinyNet":
+        return _tiny_net()
+    raise AttributeError(name)
+
+
 MLP_SHAPES = {"x": ((1, 16), (4, 16), (8, 16))}
 
 

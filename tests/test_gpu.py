@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet as Net
 
 import rtxpack
 from rtxpack._loader import FallbackWarning, load
@@ -38,16 +39,6 @@ def _skip_reason() -> str | None:
 
 REASON = _skip_reason()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
-
-
-class Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(16, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(x))
 
 
 SHAPES = {"x": ((1, 16), (4, 16), (32, 16))}

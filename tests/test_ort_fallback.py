@@ -9,21 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet as Net
 
 import rtxpack
 from rtxpack import TensorMismatchError, _samples
 from rtxpack._loader import load
 from rtxpack._samples import run_samples
-
-
-class Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(16, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(x))
 
 
 class TwoHeads(torch.nn.Module):

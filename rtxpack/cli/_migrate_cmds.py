@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from .. import _migrate, _torch_trt
-
-
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from ._bundle_cmds import _progress
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
