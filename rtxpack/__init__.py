@@ -7,20 +7,27 @@ The loader's names import torch, an optional extra, so they are imported on firs
 from typing import TYPE_CHECKING, Any
 
 from ._bundle import Bundle, EngineSpec, inspect, open, save
-from ._cache import CachePlan, RuntimeCacheWarning
+from ._cache import CachePlan
 from ._compat import CompatibilityReport, EngineVerdict, Finding, check, local_target
 from ._edit import add_cache, list_caches, remove_cache
-from ._errors import (
+from ._exceptions import (
+    BackendError,
     BuildError,
     BundleFormatError,
+    BundleNotFoundError,
+    CaptureWarning,
     CompatibilityError,
     DamagedBundleError,
+    FallbackWarning,
     ImportFormatError,
     IntegrityError,
     InvalidArgumentError,
     NotABundleError,
     OutputError,
+    RebuildWarning,
     RtxpackError,
+    RtxpackWarning,
+    RuntimeCacheWarning,
     RuntimeFailure,
     TensorMismatchError,
     UnsupportedVersionError,
@@ -38,6 +45,11 @@ __all__ = [
     "FORMAT_VERSION",
     "__version__",
     "AllocationStrategy",
+    "BackendError",
+    "BundleNotFoundError",
+    "CaptureWarning",
+    "RebuildWarning",
+    "RtxpackWarning",
     "BuildError",
     "Bundle",
     "BundleFormatError",
@@ -89,13 +101,12 @@ __all__ = [
 
 _LAZY = {
     "load": "._loader",
-    "FallbackWarning": "._loader",
     "TensorRTModule": "._runtime",
     "OnnxRuntimeModule": "._ort",
 }
 
 if TYPE_CHECKING:
-    from ._loader import FallbackWarning, load
+    from ._loader import load
     from ._ort import OnnxRuntimeModule
     from ._runtime import TensorRTModule
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import BuildError, InvalidArgumentError
+from ._exceptions import BuildError, InvalidArgumentError
+from ._facts import HEADER_CC_BITS, HEADER_PTX_BIT, SUPPORTED_CCS, TRT_DTYPES
 from ._manifest import EngineInfo, ShapeRange, TensorSpec
 from ._strategy import RuntimeStrategy
 
@@ -33,39 +34,10 @@ __all__ = [
     "sniff_engine_header",
 ]
 
-#: Compute capabilities TensorRT-RTX 1.7 can target, with its enum member names.
-SUPPORTED_CCS = {
-    "7.5": "SM75",
-    "8.0": "SM80",
-    "8.6": "SM86",
-    "8.9": "SM89",
-    "12.0": "SM120",
-    "12.1": "SM121",
-}
-# Engine header (observed on TensorRT-RTX 1.7.1 engines; not a documented interface): bytes 0..3
-# are b"vtrt", 24..26 the TensorRT-RTX major/minor/patch, byte 32 a bit mask of targets.
-_HEADER_CC_BITS = {0: "7.5", 1: "8.0", 2: "8.6", 3: "8.9", 4: "12.0", 5: "12.1"}
-_HEADER_PTX_BIT = 6  # set for default builds, which also run on newer GPUs through PTX
-
-_TRT_DTYPES = {
-    "FLOAT": "float32",
-    "HALF": "float16",
-    "BF16": "bfloat16",
-    "INT8": "int8",
-    "INT32": "int32",
-    "INT64": "int64",
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "FP8": "float8_e4m3fn",
-    "INT4": "int4",
-    "FP4": "float4_e2m1fn_x2",
-    "E8M0": "float8_e8m0fnu",
-}
-
 
 def trt_dtype_name(dtype: Any) -> str:
     """rtxpack's dtype name for a ``tensorrt_rtx.DataType``."""
-    return _TRT_DTYPES[dtype.name]
+    return TRT_DTYPES[dtype.name]
 
 
 def current_platform() -> str:
@@ -112,8 +84,8 @@ def sniff_engine_header(data: bytes | memoryview) -> EngineHeader | None:
     mask = head[32]
     return EngineHeader(
         trt_version=f"{head[24]}.{head[25]}.{head[26]}",
-        compute_capabilities=tuple(cc for bit, cc in _HEADER_CC_BITS.items() if mask >> bit & 1),
-        hardware_portable=bool(mask >> _HEADER_PTX_BIT & 1),
+        compute_capabilities=tuple(cc for bit, cc in HEADER_CC_BITS.items() if mask >> bit & 1),
+        hardware_portable=bool(mask >> HEADER_PTX_BIT & 1),
     )
 
 

@@ -19,7 +19,7 @@ from ._build import (
     parse_compute_capabilities,
     sniff_engine_header,
 )
-from ._errors import InvalidArgumentError
+from ._exceptions import InvalidArgumentError
 from ._manifest import DEFAULT_LIMITS, EngineInfo, Limits, Manifest, Section
 from ._strategy import RuntimeStrategy
 from ._version import __version__
@@ -406,13 +406,14 @@ class Bundle:
             return None
         import safetensors.numpy
 
-        from ._errors import DamagedBundleError
+        from ._exceptions import DamagedBundleError
 
         try:
             tensors = safetensors.numpy.load(bytes(self.read_section(info.samples)))
         except Exception as exc:
             raise DamagedBundleError(
-                f"the samples of engine {info.name!r} are not valid safetensors ({exc})"
+                f"the samples of engine {info.name!r} are not valid safetensors ({exc})",
+                path=self.path,
             ) from None
         out: dict[str, dict[str, Any]] = {"inputs": {}, "outputs": {}}
         for key, value in tensors.items():

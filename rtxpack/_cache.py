@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from ._errors import InvalidArgumentError, RtxpackError
+from ._constants import LOCK_TIMEOUT_S, MAX_CACHE_BYTES, RUNTIME_CACHES_DIR, cache_root
+from ._exceptions import InvalidArgumentError, RtxpackError, RuntimeCacheWarning
 from ._manifest import CacheInfo, EngineInfo, Environment
 from ._target import Target, cache_mismatches, version_tuple
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CACHE_BYTES",
     "CachePlan",
-    "RuntimeCacheWarning",
-    "default_cache_dir",
     "describe_environment",
     "local_cache_path",
     "pack_cache_file",
@@ -48,11 +47,6 @@ __all__ = [
     "read_cache_file",
 ]
 
-#: Largest runtime cache rtxpack reads or writes (a sane bound; real caches are MBs).
-MAX_CACHE_BYTES = 4 * 1024**3
-#: Environment variable that moves the local cache directory.
-CACHE_DIR_ENV = "RTXPACK_CACHE_DIR"
-LOCK_TIMEOUT_S = 60.0
 #: At most this many "does not fit" notes in a CachePlan (caches for this GPU come first).
 MAX_NOTES = 10
 
@@ -62,10 +56,6 @@ _MAGIC = b"\x89RTXRTC\n"
 _HEADER = struct.Struct("<8sHHIQ32s")
 _FILE_VERSION = 1
 _MAX_META = 64 * 1024
-
-
-class RuntimeCacheWarning(UserWarning):
-    """A runtime cache file was unusable (ignored) or could not be written (skipped)."""
 
 
 @dataclass(frozen=True)
@@ -98,19 +88,6 @@ def describe_environment(env: Environment) -> str:
 # Where local cache files live
 
 
-def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The local runtime-cache folder: ``cache_dir``, else ``$RTXPACK_CACHE_DIR``, else the
-    platform's per-user cache folder for rtxpack (e.g. ``~/.cache/rtxpack`` on Linux)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rtxpack", appauthor=False))
-
-
 def _target_key(target: Target) -> dict[str, str]:
     return {
         "trt_version": target.trt_version or "",
@@ -137,7 +114,7 @@ def local_cache_path(
     key["driver_version"] = key["driver_version"].split(".")[0]
     env_text = json.dumps(key, sort_keys=True)
     env_part = hashlib.sha256(env_text.encode()).hexdigest()[:16]
-    return default_cache_dir(cache_dir) / "runtime-caches" / f"{engine_part}-{env_part}.rtxcache"
+    return cache_root(cache_dir) / RUNTIME_CACHES_DIR / f"{engine_part}-{env_part}.rtxcache"
 
 
 # What plan_runtime_cache knows about a persist path (engine digest, environment, prewarmed

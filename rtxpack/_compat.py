@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _format
-from ._build import SUPPORTED_CCS, current_platform
+from ._build import current_platform
 from ._bundle import Bundle
-from ._errors import (
+from ._exceptions import (
     BundleFormatError,
     IntegrityError,
     InvalidArgumentError,
@@ -31,6 +31,7 @@ from ._errors import (
     RtxpackError,
     UnsupportedVersionError,
 )
+from ._facts import DRIVER_FLOOR, SUPPORTED_CCS, cc_tuple, supports_cc
 from ._manifest import CC_RE, EngineInfo
 from ._target import Target, cache_mismatches, same_release, version_tuple
 
@@ -49,11 +50,6 @@ SEVERITIES = ("error", "warning", "info")
 #: Per-engine verdicts, best first.
 STATUSES = ("loads", "loads_cold", "needs_rebuild", "cannot_run")
 LOADABLE = ("loads", "loads_cold")
-
-#: Lowest NVIDIA driver branch for each CUDA major version a TensorRT-RTX build is made for
-#: (TensorRT-RTX ships separate CUDA 12.9 and CUDA 13.x builds). Source: NVIDIA, "CUDA
-#: Compatibility", Minor Version Compatibility, table 1 (CUDA 13.x >= 580, CUDA 12.x >= 525).
-DRIVER_FLOOR = {12: 525, 13: 580}
 
 #: Error codes that rebuilding the engine from its source (``rtxpack rebuild``) fixes.
 _REBUILDABLE = frozenset(
@@ -337,7 +333,7 @@ def gpu_usable(here: Target) -> bool:
     return (
         here.trt_version is not None
         and here.compute_capability is not None
-        and trt_supports_cc(here.compute_capability)
+        and supports_cc(here.compute_capability)
     )
 
 
@@ -345,21 +341,8 @@ def gpu_usable(here: Target) -> bool:
 # The checks
 
 
-def _cc(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
-
-
 def _cc_list(ccs: Iterable[str]) -> str:
     return ", ".join(ccs) or "none"
-
-
-def trt_supports_cc(cc: str) -> bool:
-    """Whether TensorRT-RTX runs on GPUs of this compute capability at all (Turing 7.5 and the
-    RTX GPUs after it; GPUs newer than it knows run through PTX). Hopper 9.0, data-center
-    Blackwell 10.x and anything below 7.5 are not supported."""
-    known = sorted(_cc(c) for c in SUPPORTED_CCS)
-    return _cc(cc) in known or _cc(cc) > known[-1]
 
 
 def _pip_spec(version: str) -> str:
@@ -493,7 +476,7 @@ def _gpu_label(t: Target) -> str:
 
 def _check_gpu_supported(run: _Run) -> None:
     cc = run.target.compute_capability
-    if cc is not None and not trt_supports_cc(cc):
+    if cc is not None and not supports_cc(cc):
         run.add(
             "gpu.unsupported_cc",
             "error",
@@ -510,7 +493,7 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
     if cc is None:
         return
     gpu = _gpu_label(run.target)
-    if not trt_supports_cc(cc):
+    if not supports_cc(cc):
         return  # reported once for the bundle by _check_gpu_supported
     targets = info.compute_capabilities
     if not targets:
@@ -524,7 +507,7 @@ def _check_cc(run: _Run, info: EngineInfo) -> None:
         return
     if cc in targets:
         return
-    if info.hardware_portable and all(_cc(cc) > _cc(t) for t in targets):
+    if info.hardware_portable and all(cc_tuple(cc) > cc_tuple(t) for t in targets):
         run.add(
             "gpu.ptx_only",
             "warning",

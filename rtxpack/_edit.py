@@ -17,8 +17,8 @@ from pathlib import Path
 
 from . import _format
 from ._bundle import utc_now
-from ._cache import MAX_CACHE_BYTES
-from ._errors import InvalidArgumentError
+from ._constants import MAX_CACHE_BYTES
+from ._exceptions import InvalidArgumentError
 from ._manifest import CC_RE, DEFAULT_LIMITS, OS_NAMES, CacheInfo, Environment
 from ._target import shorten, version_tuple
 

@@ -25,8 +25,9 @@ import blake3
 import msgpack
 import zstandard
 
-from ._errors import (
+from ._exceptions import (
     BundleFormatError,
+    BundleNotFoundError,
     DamagedBundleError,
     IntegrityError,
     InvalidArgumentError,
@@ -34,6 +35,7 @@ from ._errors import (
     OutputError,
     RtxpackError,
     UnsupportedVersionError,
+    attach_path,
 )
 from ._manifest import CODECS, DEFAULT_LIMITS, Limits, Manifest, Section
 
@@ -128,7 +130,8 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as exc:
         raise OutputError(
-            f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to"
+            f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to",
+            path=path,
         ) from None
     try:
         with os.fdopen(fd, "w+b") as f:
@@ -144,7 +147,8 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError) and not isinstance(exc, RtxpackError):
             raise OutputError(
                 f"cannot write {path}: {exc.strerror or exc}; nothing was changed at {path} "
-                "(free some space, check permissions, or close programs using the file)"
+                "(free some space, check permissions, or close programs using the file)",
+                path=path,
             ) from None
         raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
@@ -237,7 +241,7 @@ class BundleWriter:
             h.update(view)
             got = "blake3:" + h.hexdigest()
             if got != section.digest:
-                raise _integrity(section, got)
+                raise _integrity(section, got, source.path)
         else:
             source.decode(section)  # verifies the digest of the decoded bytes
         for i in range(0, len(view), _CHUNK):
@@ -317,11 +321,12 @@ class BundleWriter:
 # Reading
 
 
-def _integrity(section: Section, got: str) -> IntegrityError:
+def _integrity(section: Section, got: str, path: str | os.PathLike[str] | None) -> IntegrityError:
     return IntegrityError(
         f"section {section.kind}/{section.name!r} is corrupted: its digest is {got}, "
         f"the manifest says {section.digest}; the file was changed after it was written — "
-        "re-download or rebuild the bundle"
+        "re-download or rebuild the bundle",
+        path=path,
     )
 
 
@@ -430,7 +435,7 @@ class BundleFile:
             # O_NONBLOCK: opening a FIFO must not wait forever for a writer (no effect on files)
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
-            raise InvalidArgumentError(f"no such bundle: {self.path}") from None
+            raise BundleNotFoundError(f"no such bundle: {self.path}", path=self.path) from None
         except IsADirectoryError:
             raise InvalidArgumentError(f"{self.path} is a folder, not a bundle file") from None
         except OSError as exc:
@@ -443,8 +448,9 @@ class BundleFile:
         self._f: IO[bytes] = os.fdopen(fd, "rb")
         try:
             self._read_manifest()
-        except BaseException:
+        except BaseException as exc:
             self._f.close()
+            attach_path(exc, self.path)
             raise
 
     def _read_manifest(self) -> None:
@@ -495,7 +501,7 @@ class BundleFile:
         if verify:
             got = digest(out)
             if got != section.digest:
-                raise _integrity(section, got)
+                raise _integrity(section, got, self.path)
         return out
 
     def _decompress(self, section: Section, view: memoryview) -> memoryview:
@@ -515,13 +521,15 @@ class BundleFile:
         except zstandard.ZstdError as exc:
             raise DamagedBundleError(
                 f"section {section.kind}/{section.name!r} is not valid zstd ({exc}); "
-                "the bundle is damaged"
+                "the bundle is damaged",
+                path=self.path,
             ) from None
         if len(out) != section.size:
             raise DamagedBundleError(
                 f"section {section.kind}/{section.name!r} decodes to "
                 f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes, "
-                f"the manifest says {section.size}; the bundle is damaged"
+                f"the manifest says {section.size}; the bundle is damaged",
+                path=self.path,
             )
         return memoryview(out).toreadonly()  # no second copy of a possibly large section
 
@@ -550,6 +558,7 @@ def check_rewritable(bf: BundleFile) -> None:
             "format added): upgrade rtxpack (pip install -U rtxpack)",
             found=found,
             supported=supported,
+            path=bf.path,
         )
 
 
@@ -578,7 +587,7 @@ def open_bundle_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMI
     except RtxpackError:
         raise
     except OSError as exc:
-        raise DamagedBundleError(f"cannot read {path}: {exc}") from None
+        raise DamagedBundleError(f"cannot read {path}: {exc}", path=path) from None
 
 
 def new_cache_id() -> str:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ._errors import TensorMismatchError
+from ._exceptions import TensorMismatchError
 from ._manifest import EngineInfo, ShapeRange, TensorSpec
 
 __all__ = [

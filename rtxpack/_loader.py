@@ -12,18 +12,21 @@ from typing import Any
 import torch
 
 from . import _bundle
-from ._errors import CompatibilityError, InvalidArgumentError, RuntimeFailure
+from ._exceptions import (
+    BackendError,
+    CompatibilityError,
+    FallbackWarning,
+    InvalidArgumentError,
+    RebuildWarning,
+    RuntimeCacheWarning,
+)
 from ._io import Signature
 from ._manifest import EngineInfo
 from ._strategy import RuntimeStrategy
 
-__all__ = ["FallbackWarning", "load", "resolve_strategy"]
+__all__ = ["load", "resolve_strategy"]
 
 FALLBACKS = ("onnxruntime",)
-
-
-class FallbackWarning(UserWarning):
-    """``load`` ran a bundle with ONNX Runtime instead of TensorRT-RTX; the message says why."""
 
 
 def resolve_strategy(
@@ -143,11 +146,12 @@ def load(
                 warnings.warn(
                     f"rtxpack: rebuilding engine {info.name!r} of {bundle.path} from its ONNX "
                     f"source for this machine ({reason}); the rebuild is kept in the local cache",
+                    RebuildWarning,
                     stacklevel=2,
                 )
                 here = _compat.local_target()
                 rebuilt = _migrate.rebuild_to_cache(
-                    bundle.path, compute_capability=here.compute_capability
+                    bundle.path, compute_capability=here.compute_capability, cache_dir=cache_dir
                 )
                 bundle.close()
                 return load(
@@ -163,7 +167,7 @@ def load(
             return _fall_back(bundle, info, dev, reason, report, fallback)
         try:
             return _load_tensorrt(bundle, info, dev, chosen, runtime_cache, cache_dir)
-        except RuntimeFailure as exc:
+        except BackendError as exc:
             # A VALID verdict does not guarantee deserialization succeeds (TensorRT-RTX docs).
             if fallback is None:
                 raise
@@ -246,6 +250,7 @@ def _load_tensorrt(
                 f"rtxpack: no runtime cache fits engine {info.name!r} here ("
                 + "; ".join(plan.notes)
                 + "); starting cold: the first inferences JIT-compile kernels",
+                RuntimeCacheWarning,
                 stacklevel=3,
             )
     data = bundle.read_engine(info.name)

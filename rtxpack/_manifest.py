@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._errors import DamagedBundleError
+from ._exceptions import DamagedBundleError
 from ._strategy import RuntimeStrategy
 
 __all__ = [
@@ -521,7 +521,7 @@ class Manifest:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def engine(self, name: str | None = None) -> EngineInfo:
-        from ._errors import InvalidArgumentError
+        from ._exceptions import InvalidArgumentError
 
         if name is None:
             if len(self.engines) == 1:

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from . import _format
-from ._build import SUPPORTED_CCS, build_onnx, parse_compute_capabilities
+from ._build import build_onnx, parse_compute_capabilities
 from ._bundle import utc_now
-from ._errors import (
+from ._constants import CACHE_DIR_ENV, REBUILT_DIR, cache_root
+from ._exceptions import (
     CompatibilityError,
     InvalidArgumentError,
     RtxpackError,
 )
+from ._facts import SUPPORTED_CCS
 from ._manifest import EngineInfo, Manifest, Migration
 from ._target import same_release
 from ._version import __version__
@@ -235,25 +237,16 @@ def rebuild(
     return Path(output)
 
 
-def cache_dir() -> Path:
-    """Where ``rebuild_to_cache`` puts bundles: $RTXPACK_CACHE_DIR/rebuilt, else the user cache
-    directory of rtxpack (platformdirs) /rebuilt."""
-    root = os.environ.get("RTXPACK_CACHE_DIR")
-    if not root:
-        import platformdirs
-
-        root = platformdirs.user_cache_dir("rtxpack")
-    return Path(root) / "rebuilt"
-
-
 def rebuild_to_cache(
     bundle: str | os.PathLike[str],
     *,
     compute_capability: str | None = None,
     progress: Progress | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Rebuild ``bundle`` for the installed TensorRT-RTX into the local cache; returns the path
-    to load. A previous rebuild of the same bundle (same manifest digest) for the same
+    """Rebuild ``bundle`` for the installed TensorRT-RTX into ``<cache root>/rebuilt`` (the cache
+    root is ``cache_dir`` when given, see ``_constants.cache_root``); returns the path to load.
+    A previous rebuild of the same bundle (same manifest digest) for the same
     TensorRT-RTX version is reused; a bundle that needs no rebuild is returned as is."""
     installed = _installed_trt()
     src = _format.open_bundle_file(bundle)
@@ -280,13 +273,13 @@ def rebuild_to_cache(
         src.close()
     if not plan:
         return Path(bundle)
-    directory = cache_dir()
+    directory = cache_root(cache_dir) / REBUILT_DIR
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidArgumentError(
-            f"cannot create the rebuild cache {directory}: {exc.strerror}; set RTXPACK_CACHE_DIR "
-            "to a writable folder"
+            f"cannot create the rebuild cache {directory}: {exc.strerror}; set {CACHE_DIR_ENV} "
+            "(or pass cache_dir) to a writable folder"
         ) from None
     for_gpus = "-".join(ccs) or ("portable" if portable else "same")
     target = directory / f"{key}-trt{installed}-{for_gpus}.rtxpack"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._errors import RuntimeFailure, TensorMismatchError
+from ._exceptions import BackendError, TensorMismatchError
 from ._io import EngineModule, Signature, bind_inputs, check_tensors, choose_profile, pack_outputs
 from ._manifest import TensorSpec
 
@@ -34,7 +34,7 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise RuntimeFailure(
+        raise BackendError(
             "the ONNX Runtime fallback needs onnxruntime: pip install onnxruntime "
             "(or onnxruntime-gpu)"
         ) from None
@@ -44,7 +44,7 @@ def _ort() -> Any:
 def cuda_provider_available() -> bool:
     try:
         return "CUDAExecutionProvider" in _ort().get_available_providers()
-    except RuntimeFailure:
+    except BackendError:
         return False
 
 
@@ -52,7 +52,7 @@ def _signature_from_session(session: Any) -> Signature:
     def spec(arg: Any) -> TensorSpec:
         dtype = _ORT_DTYPES.get(arg.type)
         if dtype is None:
-            raise RuntimeFailure(f"ONNX input/output {arg.name!r} has type {arg.type}, unsupported")
+            raise BackendError(f"ONNX input/output {arg.name!r} has type {arg.type}, unsupported")
         shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
         return TensorSpec(arg.name, dtype, shape)
 
@@ -85,7 +85,7 @@ class OnnxRuntimeModule(EngineModule):
         self.return_dict = False
         if self.device.type == "cuda":
             if not cuda_provider_available():
-                raise RuntimeFailure(
+                raise BackendError(
                     "ONNX Runtime has no CUDAExecutionProvider here; use device='cpu' or install "
                     "onnxruntime-gpu"
                 )
@@ -98,14 +98,14 @@ class OnnxRuntimeModule(EngineModule):
         try:
             self._session = ort.InferenceSession(bytes(onnx_model), providers=providers)
         except Exception as exc:
-            raise RuntimeFailure(
+            raise BackendError(
                 f"ONNX Runtime could not load the ONNX source of engine {name!r}: {exc}"
             ) from None
         session_sig = _signature_from_session(self._session)
         if signature is None or not signature.inputs:
             signature = session_sig
         elif set(signature.input_names) != set(session_sig.input_names):
-            raise RuntimeFailure(
+            raise BackendError(
                 f"engine {name!r}: the bundle records inputs {signature.input_names}, its ONNX "
                 f"source has {session_sig.input_names}; the bundle is inconsistent — rebuild it"
             )
@@ -114,7 +114,7 @@ class OnnxRuntimeModule(EngineModule):
 
     def forward(self, *args: Any, return_dict: bool | None = None, **kwargs: Any) -> Any:
         if self.closed:
-            raise RuntimeFailure(f"engine {self.engine_name!r} was closed; load the bundle again")
+            raise BackendError(f"engine {self.engine_name!r} was closed; load the bundle again")
         sig = self.signature
         tensors = bind_inputs(sig, args, kwargs)
         check_tensors(sig, tensors, self.device)
@@ -132,7 +132,7 @@ class OnnxRuntimeModule(EngineModule):
         try:
             results = self._session.run(list(sig.output_names), feeds)
         except Exception as exc:
-            raise RuntimeFailure(
+            raise BackendError(
                 f"ONNX Runtime failed to run engine {self.engine_name!r}: {exc}"
             ) from None
         outputs = [torch.from_numpy(np.asarray(r)).to(self.device) for r in results]

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from . import _bundle, _cache, _edit
-from ._errors import CompatibilityError, InvalidArgumentError, RuntimeFailure
+from ._exceptions import BackendError, CompatibilityError, InvalidArgumentError
+from ._facts import supports_cc
 from ._manifest import CacheInfo, EngineInfo, Environment
 
 __all__ = ["prewarm"]
 
 EAGER = {"dynamic_shapes_kernel_specialization_strategy": "eager"}
-_NEWEST_KNOWN_CC = (12, 1)  # newer GPUs run default (PTX) engines too
 
 
 def _machine_environment() -> Environment | None:
@@ -38,10 +38,7 @@ def _machine_environment() -> Environment | None:
     env = local_target().environment()
     if env is None:
         return None
-    from ._build import SUPPORTED_CCS
-
-    cc = tuple(int(p) for p in env.compute_capability.split("."))
-    if env.compute_capability not in SUPPORTED_CCS and cc <= _NEWEST_KNOWN_CC:
+    if not supports_cc(env.compute_capability):
         return None
     try:
         if not _torch().cuda.is_available():
@@ -169,7 +166,7 @@ def prewarm(
                 module.close()  # writes the runtime cache to cache_file
             blob = _cache.read_cache_file(cache_file, allow_raw=True)
             if blob is None:
-                raise RuntimeFailure(
+                raise BackendError(
                     f"engine {info.name!r}: TensorRT-RTX wrote no runtime cache after the "
                     "prewarm run (nothing was JIT-compiled, or the cache could not be saved)"
                 )

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ._errors import RuntimeFailure
+from ._exceptions import BackendError, CaptureWarning, RuntimeCacheWarning
 from ._io import (
     EngineModule,
     Signature,
@@ -172,7 +172,11 @@ class _State:
         try:
             return bytes(self.cache.serialize())
         except Exception as exc:  # never fatal: the cache is an optimization
-            warnings.warn(f"rtxpack: could not serialize the runtime cache ({exc})", stacklevel=3)
+            warnings.warn(
+                f"rtxpack: could not serialize the runtime cache ({exc})",
+                RuntimeCacheWarning,
+                stacklevel=3,
+            )
             return None
 
     def persist_cache(self, blob: bytes | None = None) -> None:
@@ -188,6 +192,7 @@ class _State:
         except Exception as exc:
             warnings.warn(
                 f"rtxpack: could not write the runtime cache to {self.persist_path} ({exc})",
+                RuntimeCacheWarning,
                 stacklevel=3,
             )
 
@@ -269,7 +274,7 @@ class TensorRTModule(EngineModule):
             state.engine = state.runtime.deserialize_cuda_engine(engine_data)
             if state.engine is None:
                 self.close()
-                raise RuntimeFailure(
+                raise BackendError(
                     f"TensorRT-RTX could not deserialize engine {name!r}: "
                     f"{_errors_of(state.logger)}"
                 )
@@ -279,7 +284,7 @@ class TensorRTModule(EngineModule):
                     signature.output_names
                 ) != set(engine_sig.output_names):
                     self.close()
-                    raise RuntimeFailure(
+                    raise BackendError(
                         f"engine {name!r}: the bundle records inputs {signature.input_names} and "
                         f"outputs {signature.output_names}, the engine has "
                         f"{engine_sig.input_names} and {engine_sig.output_names}; the bundle is "
@@ -312,7 +317,7 @@ class TensorRTModule(EngineModule):
         _clear_errors(state.logger)
         config = state.engine.create_runtime_config()
         if config is None:
-            raise RuntimeFailure(
+            raise BackendError(
                 f"TensorRT-RTX could not create a runtime config: {_errors_of(state.logger)}"
             )
         apply_strategy(trt, config, strategy)
@@ -323,6 +328,7 @@ class TensorRTModule(EngineModule):
                 warnings.warn(
                     "rtxpack: TensorRT-RTX could not create a runtime cache "
                     f"({_errors_of(state.logger)}); running without one",
+                    RuntimeCacheWarning,
                     stacklevel=4,
                 )
             else:
@@ -330,18 +336,20 @@ class TensorRTModule(EngineModule):
                     warnings.warn(
                         f"rtxpack: TensorRT-RTX rejected cache {self.cache_origin} although it "
                         "looked compatible; starting cold (kernels are JIT-compiled again)",
+                        RuntimeCacheWarning,
                         stacklevel=4,
                     )
                 if config.set_runtime_cache(cache) is False:
                     warnings.warn(
                         "rtxpack: TensorRT-RTX refused to attach the runtime cache "
                         f"({_errors_of(state.logger)}); running without one",
+                        RuntimeCacheWarning,
                         stacklevel=4,
                     )
                     cache = None
         context = state.engine.create_execution_context(config)
         if context is None:
-            raise RuntimeFailure(
+            raise BackendError(
                 f"TensorRT-RTX could not create an execution context for engine "
                 f"{self.engine_name!r}: {_errors_of(state.logger)}"
             )
@@ -369,10 +377,10 @@ class TensorRTModule(EngineModule):
         strategy = self.strategy.with_overrides(cuda_graph_strategy=CudaGraphStrategy.DISABLED)
         try:
             new = self._new_context(strategy, blob, state.cache is not None)
-        except RuntimeFailure as exc:
+        except BackendError as exc:
             if not capturing:
                 raise
-            raise RuntimeFailure(
+            raise BackendError(
                 "could not switch TensorRT-RTX's own CUDA graphs off inside your "
                 f"torch.cuda.graph capture ({exc}); call model.disable_native_cuda_graphs() once "
                 "before capturing, or load with strategy={'cuda_graph_strategy': 'disabled'}"
@@ -395,7 +403,7 @@ class TensorRTModule(EngineModule):
         it before capturing to keep context creation (which may allocate) out of the capture.
         """
         if self._state.closed:
-            raise RuntimeFailure(f"engine {self.engine_name!r} was closed; load the bundle again")
+            raise BackendError(f"engine {self.engine_name!r} was closed; load the bundle again")
         if self.strategy.cuda_graph_strategy == CudaGraphStrategy.DISABLED:
             return
         with _device_guard(self.device):
@@ -406,7 +414,7 @@ class TensorRTModule(EngineModule):
     def forward(self, *args: Any, return_dict: bool | None = None, **kwargs: Any) -> Any:
         state = self._state
         if state.closed:
-            raise RuntimeFailure(f"engine {self.engine_name!r} was closed; load the bundle again")
+            raise BackendError(f"engine {self.engine_name!r} was closed; load the bundle again")
         sig = self.signature
         tensors = bind_inputs(sig, args, kwargs)
         check_tensors(sig, tensors, self.device)
@@ -424,6 +432,7 @@ class TensorRTModule(EngineModule):
                     "rtxpack: TensorRT-RTX's native CUDA graphs need a non-default stream; on "
                     "torch's default stream they stay off (run under `with torch.cuda.stream("
                     "torch.cuda.Stream()):` to use them)",
+                    CaptureWarning,
                     stacklevel=2,
                 )
             ctx = state.context
@@ -442,13 +451,13 @@ class TensorRTModule(EngineModule):
                 names = sig.input_names + sig.output_names
                 for name, ptr, old in zip(names, ptrs, last):
                     if ptr != old and not ctx.set_tensor_address(name, ptr):
-                        raise RuntimeFailure(
+                        raise BackendError(
                             f"TensorRT-RTX refused the address of tensor {name!r}: "
                             f"{_errors_of(state.logger)}"
                         )
                 self._last_ptrs = ptrs
             if not ctx.execute_async_v3(stream):
-                raise RuntimeFailure(
+                raise BackendError(
                     f"TensorRT-RTX failed to run engine {self.engine_name!r}: "
                     f"{_errors_of(state.logger)}"
                 )
@@ -458,7 +467,7 @@ class TensorRTModule(EngineModule):
 
     def _check_capturable(self, ctx: Any, stream: int) -> None:
         if not ctx.is_stream_capturable(stream):
-            raise RuntimeFailure(
+            raise BackendError(
                 f"engine {self.engine_name!r} cannot be captured into a CUDA graph on this stream "
                 f"(TensorRT-RTX says so: {_errors_of(self._state.logger)}); run it outside the "
                 "capture"
@@ -473,6 +482,7 @@ class TensorRTModule(EngineModule):
                 "specialization strategy: kernels compiled in the background may replace "
                 "the captured ones; load with dynamic_shapes_kernel_specialization_strategy="
                 "'eager' or 'none' for graphs you capture",
+                CaptureWarning,
                 stacklevel=3,
             )
 
@@ -484,14 +494,14 @@ class TensorRTModule(EngineModule):
             # A new context starts in profile 0; switch only when another one is needed.
             switch = self._profile is not None or profile != 0
             if switch and not ctx.set_optimization_profile_async(profile, stream):
-                raise RuntimeFailure(
+                raise BackendError(
                     f"TensorRT-RTX refused optimization profile {profile}: "
                     f"{_errors_of(state.logger)}"
                 )
             self._profile = profile
         for name, shape in zip(sig.input_names, shapes):
             if not ctx.set_input_shape(name, shape):
-                raise RuntimeFailure(
+                raise BackendError(
                     f"TensorRT-RTX refused shape {list(shape)} for input {name!r}: "
                     f"{_errors_of(state.logger)}"
                 )
@@ -521,13 +531,13 @@ class TensorRTModule(EngineModule):
         for spec in self.signature.outputs:
             shape = tuple(ctx.get_tensor_shape(spec.name))
             if any(d < 0 for d in shape):
-                raise RuntimeFailure(
+                raise BackendError(
                     f"output {spec.name!r} has a data-dependent shape {list(shape)}; rtxpack does "
                     "not support engines whose output shapes depend on input values yet"
                 )
             dtype = torch_dtype(spec.dtype)
             if dtype is None:
-                raise RuntimeFailure(
+                raise BackendError(
                     f"output {spec.name!r} has dtype {spec.dtype}, which torch cannot hold"
                 )
             outputs.append(_empty(shape, dtype, self.device))

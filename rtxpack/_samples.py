@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import _bundle
-from ._errors import InvalidArgumentError
+from ._exceptions import InvalidArgumentError
 
 __all__ = ["TOLERANCES", "run_samples"]
 
@@ -58,7 +58,8 @@ def run_samples(
     """
     import torch
 
-    from ._loader import FallbackWarning, load
+    from ._exceptions import FallbackWarning
+    from ._loader import load
 
     if device == "auto":
         device = "cuda"  # the loader falls back to ONNX Runtime, saying why, if it cannot run

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ._errors import InvalidArgumentError
+from ._exceptions import InvalidArgumentError
 
 __all__ = [
     "AllocationStrategy",

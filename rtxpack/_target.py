@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import InvalidArgumentError
+from ._exceptions import InvalidArgumentError
 from ._manifest import CC_RE, OS_NAMES, Environment
 
 __all__ = ["Target", "cache_mismatches", "shorten", "release_of", "same_release", "version_tuple"]

@@ -25,7 +25,7 @@ from typing import Any
 from . import _format
 from ._build import sniff_engine_header
 from ._bundle import utc_now
-from ._errors import ImportFormatError, InvalidArgumentError
+from ._exceptions import ImportFormatError, InvalidArgumentError, attach_path
 from ._manifest import EngineInfo, Manifest
 from ._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 from ._version import __version__
@@ -502,7 +502,12 @@ def import_torch_tensorrt(
     ``strategy`` replaces the runtime settings read from the list; ``engine`` picks one engine
     by its Torch-TensorRT name when a file holds several.
     """
-    decoded = parse_serialized_info(_load_info(info, engine))
+    try:
+        decoded = parse_serialized_info(_load_info(info, engine))
+    except ImportFormatError as exc:
+        if isinstance(info, (str, os.PathLike)):
+            attach_path(exc, info)
+        raise
     bundle_name = name or decoded.name or "main"
     if len(bundle_name) > 256 or not bundle_name.isprintable():
         raise InvalidArgumentError(

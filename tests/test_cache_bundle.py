@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import rtxpack
-from rtxpack import _cache, _edit, _format, _prewarm
+from rtxpack import _constants, _edit, _format, _prewarm
 from rtxpack._cache import persist_runtime_cache
-from rtxpack._errors import CompatibilityError, InvalidArgumentError
+from rtxpack._exceptions import CompatibilityError, InvalidArgumentError
 from rtxpack._manifest import Environment
 from rtxpack.cli import main
 
@@ -206,7 +206,7 @@ def test_empty_missing_or_huge_cache_file_is_refused(
     assert "empty" in capsys.readouterr().err
     assert main(["cache", "add", str(bundle), "--cache", str(tmp_path / "no"), *FLAGS_4090]) == 1
     assert "no such file" in capsys.readouterr().err
-    monkeypatch.setattr(_cache, "MAX_CACHE_BYTES", 100)
+    monkeypatch.setattr(_constants, "MAX_CACHE_BYTES", 100)
     big = cache_file(tmp_path, b"x" * 101, "big.bin")
     assert main(["cache", "add", str(bundle), "--cache", str(big), *FLAGS_4090]) == 1
     assert "above the limit" in capsys.readouterr().err

@@ -16,7 +16,9 @@ import torch
 from conftest import TinyNet as Net
 
 import rtxpack
-from rtxpack._loader import FallbackWarning, load
+from rtxpack._exceptions import FallbackWarning
+from rtxpack._facts import supports_cc
+from rtxpack._loader import load
 
 
 def _skip_reason() -> str | None:
@@ -28,7 +30,7 @@ def _skip_reason() -> str | None:
     from rtxpack import _compat
 
     here = _compat.local_target()
-    if here.compute_capability is None or not _compat.trt_supports_cc(here.compute_capability):
+    if here.compute_capability is None or not supports_cc(here.compute_capability):
         return (
             "needs a GPU TensorRT-RTX supports (compute capability 7.5/8.x/12.x); this machine "
             f"has {here.gpu_name or 'an unknown GPU'} (compute capability "

@@ -132,9 +132,15 @@ def test_rebuild_true_rebuilds_an_engine_of_another_release_and_loads_that(
 
     with pytest.raises(CompatibilityError, match=r"1\.6\.0\.0"):
         load(old)  # without rebuild=True: refused, and the message names the release
-    with pytest.warns(UserWarning, match="rebuilding engine 'main'"):
+    with pytest.warns(rtxpack.RebuildWarning, match="rebuilding engine 'main'"):
         assert load(old, rebuild=True) == "module"
     assert len(loaded) == 1 and loaded[0].parent == tmp_path / "cache" / "rebuilt"
     with rtxpack.open(loaded[0]) as b:
         assert b.manifest.engine().trt_version == tensorrt_rtx.__version__
         assert b.read_source() is not None
+    # Found in issue 8: with cache_dir=X the rebuilt bundle went to $RTXPACK_CACHE_DIR (or the
+    # platform folder) instead of under X, where the runtime caches of that load go.
+    mine = tmp_path / "mine"
+    with pytest.warns(rtxpack.RebuildWarning):
+        assert load(old, rebuild=True, cache_dir=mine) == "module"
+    assert loaded[1].parent == mine / "rebuilt"

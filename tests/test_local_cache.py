@@ -16,12 +16,12 @@ import pytest
 
 from rtxpack import _cache
 from rtxpack._cache import (
-    RuntimeCacheWarning,
-    default_cache_dir,
     local_cache_path,
     persist_runtime_cache,
     read_cache_file,
 )
+from rtxpack._constants import cache_root
+from rtxpack._exceptions import RuntimeCacheWarning
 from rtxpack._target import Target
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses fork and SIGKILL")
@@ -48,10 +48,10 @@ def test_cache_dir_argument_beats_env_var_beats_platform_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RTXPACK_CACHE_DIR", raising=False)
-    assert default_cache_dir().name == "rtxpack"
+    assert cache_root().name == "rtxpack"
     monkeypatch.setenv("RTXPACK_CACHE_DIR", str(tmp_path / "env"))
-    assert default_cache_dir() == tmp_path / "env"
-    assert default_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
     assert local_cache_path(DIGEST, TARGET).is_relative_to(tmp_path / "env")
 
 

@@ -16,7 +16,7 @@ import tensorrt_rtx
 import rtxpack
 from rtxpack import _format, _migrate
 from rtxpack._build import sniff_engine_header
-from rtxpack._errors import CompatibilityError, UnsupportedVersionError
+from rtxpack._exceptions import CompatibilityError, UnsupportedVersionError
 from rtxpack._manifest import CacheInfo, EngineInfo, Environment
 from rtxpack._target import same_release
 from rtxpack.cli import main
@@ -294,6 +294,33 @@ def test_rebuild_to_cache_reuses_a_previous_rebuild(
     assert first.stat().st_mtime_ns == stamp
     with rtxpack.open(first) as b:
         assert b.manifest.engine().trt_version == tensorrt_rtx.__version__
+
+
+def test_rebuilds_and_runtime_caches_share_one_cache_root(
+    tmp_path: Path, onnx_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in issue 8: rebuilds used platformdirs.user_cache_dir("rtxpack") and runtime caches
+    user_cache_dir("rtxpack", appauthor=False): two folders on Windows. Now one root."""
+    import platformdirs
+
+    from rtxpack._cache import local_cache_path
+    from rtxpack._target import Target
+
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def user_cache_dir(*args: object, **kwargs: object) -> str:
+        calls.append((args, kwargs))
+        # Windows spells the folder differently when appauthor is not False.
+        return str(tmp_path / ("plat" if kwargs.get("appauthor") is False else "other"))
+
+    monkeypatch.delenv("RTXPACK_CACHE_DIR", raising=False)
+    monkeypatch.setattr(platformdirs, "user_cache_dir", user_cache_dir)
+    old = _rewrite(onnx_bundle, tmp_path / "old.rtxpack", engine=_old)
+    rebuilt = _migrate.rebuild_to_cache(old)
+    runtime_cache = local_cache_path("blake3:" + "0" * 64, Target(trt_version="1.7.1"))
+    assert rebuilt.parent == tmp_path / "plat" / "rebuilt"
+    assert runtime_cache.parent == tmp_path / "plat" / "runtime-caches"
+    assert all(kwargs.get("appauthor") is False for _, kwargs in calls)
 
 
 # --- CLI -----------------------------------------------------------------------------------------

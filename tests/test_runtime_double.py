@@ -23,7 +23,7 @@ import torch
 
 import rtxpack
 from rtxpack import _runtime
-from rtxpack._errors import RuntimeFailure, TensorMismatchError
+from rtxpack._exceptions import RuntimeFailure, TensorMismatchError
 from rtxpack._io import Signature
 from rtxpack._loader import load
 from rtxpack._strategy import RuntimeStrategy

@@ -13,7 +13,7 @@ import pytest
 
 import rtxpack
 from rtxpack import _torch_trt
-from rtxpack._errors import ImportFormatError, InvalidArgumentError
+from rtxpack._exceptions import ImportFormatError, InvalidArgumentError
 from rtxpack._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy
 from rtxpack.cli import main
 

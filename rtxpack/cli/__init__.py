@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .._errors import RtxpackError
+from .._exceptions import RtxpackError
 from .._version import __version__
 from . import _bundle_cmds, _cache_cmds, _check_cmds, _migrate_cmds
 from ._bundle_cmds import terminal_safe

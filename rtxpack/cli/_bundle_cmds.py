@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _bundle, _format
-from .._errors import InvalidArgumentError
+from .._exceptions import InvalidArgumentError
 from .._strategy import (
     AllocationStrategy,
     CudaGraphStrategy,

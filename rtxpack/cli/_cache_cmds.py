@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import _bundle, _cache, _edit
-from .._errors import InvalidArgumentError
+from .. import _bundle, _cache, _constants, _edit
+from .._exceptions import InvalidArgumentError
 from .._manifest import OS_NAMES, Environment
 from ._bundle_cmds import _size, parse_dims, terminal_safe
 
@@ -107,9 +107,9 @@ def read_cache_arg(path: Path) -> bytes:
         raise InvalidArgumentError(
             f"--cache {path}: the file is empty; a run that JIT-compiled nothing writes no cache"
         )
-    if size > _cache.MAX_CACHE_BYTES:
+    if size > _constants.MAX_CACHE_BYTES:
         raise InvalidArgumentError(
-            f"--cache {path}: {size} bytes, above the limit of {_cache.MAX_CACHE_BYTES} "
+            f"--cache {path}: {size} bytes, above the limit of {_constants.MAX_CACHE_BYTES} "
             "bytes (4 GiB); this is not a runtime cache"
         )
     import warnings
