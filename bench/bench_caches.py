@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import rtxpack
-from rtxpack._cache import plan_runtime_cache
-from rtxpack._edit import NewCache, add_cache, rewrite
-from rtxpack._manifest import Environment
-from rtxpack._target import Target
+from rtxpack._caches.edit import NewCache, add_cache, rewrite
+from rtxpack._caches.selection import plan_runtime_cache
+from rtxpack._checks.target import Target
+from rtxpack._format.manifest import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import build_mlp_engine

@@ -95,15 +95,15 @@ def main() -> int:
     ap.add_argument("--engine")
     args = ap.parse_args()
 
-    from rtxpack import _prewarm
+    from rtxpack._caches import prewarm
 
-    if _prewarm._machine_environment() is None:
+    if prewarm._machine_environment() is None:
         print(NOT_HERE, file=sys.stderr)
         return 2
     shapes = _parse_shapes(args.shape)
     with tempfile.TemporaryDirectory() as tmp:
         warm_bundle = Path(tmp) / "prewarmed.rtxpack"
-        _prewarm.prewarm(
+        prewarm.prewarm(
             args.bundle, warm_bundle, shapes=[shapes] if shapes else None, engine=args.engine
         )
         cold = _run_child(args.bundle, args.engine, False, shapes, Path(tmp) / "c1")

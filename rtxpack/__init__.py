@@ -6,10 +6,14 @@ The loader's names import torch, an optional extra, so they are imported on firs
 
 from typing import TYPE_CHECKING, Any
 
-from ._bundle import Bundle, EngineSpec, inspect, open, save
-from ._cache import CachePlan
-from ._compat import CompatibilityReport, EngineVerdict, Finding, check, local_target
-from ._edit import add_cache, list_caches, remove_cache
+from ._bundle import Bundle, inspect, open
+from ._caches.edit import add_cache, list_caches, remove_cache
+from ._caches.prewarm import prewarm
+from ._caches.selection import CachePlan
+from ._checks.check import check
+from ._checks.machine import local_target
+from ._checks.report import CompatibilityReport, EngineVerdict, Finding
+from ._checks.target import Target
 from ._exceptions import (
     BackendError,
     BuildError,
@@ -32,13 +36,21 @@ from ._exceptions import (
     TensorMismatchError,
     UnsupportedVersionError,
 )
-from ._format import FORMAT_VERSION
-from ._manifest import CacheInfo, EngineInfo, Environment, Limits, Manifest, ShapeRange, TensorSpec
-from ._migrate import migrate, rebuild
-from ._prewarm import prewarm
+from ._format.container import FORMAT_VERSION
+from ._format.manifest import (
+    CacheInfo,
+    EngineInfo,
+    Environment,
+    Limits,
+    Manifest,
+    ShapeRange,
+    TensorSpec,
+)
+from ._interop.torch_tensorrt import import_torch_tensorrt
+from ._save import EngineSpec, save
 from ._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
-from ._target import Target
-from ._torch_trt import import_torch_tensorrt
+from ._upgrade.migrate import migrate
+from ._upgrade.rebuild import rebuild
 from ._version import __version__
 
 __all__ = [
@@ -101,14 +113,14 @@ __all__ = [
 
 _LAZY = {
     "load": "._loader",
-    "TensorRTModule": "._runtime",
-    "OnnxRuntimeModule": "._ort",
+    "TensorRTModule": "._backends.tensorrt",
+    "OnnxRuntimeModule": "._backends.onnxruntime",
 }
 
 if TYPE_CHECKING:
+    from ._backends.onnxruntime import OnnxRuntimeModule
+    from ._backends.tensorrt import TensorRTModule
     from ._loader import load
-    from ._ort import OnnxRuntimeModule
-    from ._runtime import TensorRTModule
 
 
 def __getattr__(name: str) -> Any:

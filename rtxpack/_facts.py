@@ -8,6 +8,8 @@ floors). The engine-header layout is observed on TensorRT-RTX 1.7.1 engines, not
 
 from __future__ import annotations
 
+from ._text import version_tuple
+
 __all__ = [
     "DRIVER_FLOOR",
     "HEADER_CC_BITS",
@@ -16,6 +18,8 @@ __all__ = [
     "SUPPORTED_CCS",
     "TRT_DTYPES",
     "cc_tuple",
+    "release_of",
+    "same_release",
     "supports_cc",
 ]
 
@@ -73,3 +77,12 @@ def supports_cc(cc: str) -> bool:
     Blackwell 10.x and anything below 7.5 are not supported."""
     have = cc_tuple(cc)
     return have in {cc_tuple(c) for c in SUPPORTED_CCS} or have > cc_tuple(NEWEST_KNOWN_CC)
+
+
+def release_of(version: str) -> tuple[int, ...]:
+    """The part of a TensorRT-RTX version that engines and caches are tied to: major.minor.patch."""
+    return version_tuple(version)[:3]
+
+
+def same_release(a: str, b: str) -> bool:
+    return release_of(a) == release_of(b)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from . import _bundle
+from ._backends.base import Signature
 from ._exceptions import (
     BackendError,
     CompatibilityError,
@@ -20,8 +21,7 @@ from ._exceptions import (
     RebuildWarning,
     RuntimeCacheWarning,
 )
-from ._io import Signature
-from ._manifest import EngineInfo
+from ._format.manifest import EngineInfo
 from ._strategy import RuntimeStrategy
 
 __all__ = ["load", "resolve_strategy"]
@@ -131,26 +131,26 @@ def load(
         if dev.type == "cpu":
             reason = "device='cpu' was asked for, and TensorRT-RTX runs only on CUDA GPUs"
         else:
-            from . import _compat
+            from ._checks import check, machine
 
-            report = _compat.check(bundle, None, engine=info.name)
+            report = check.check(bundle, None, engine=info.name)
             reason = None if report.ok else "; ".join(_error_lines(report))
-            if reason is None and _compat.local_target().compute_capability is None:
+            if reason is None and machine.local_target().compute_capability is None:
                 # The check leaves an unknown GPU unchecked; loading needs one.
                 reason = "no CUDA GPU was found on this machine (torch sees none)"
         if reason is not None and rebuild and report is not None:
             verdict = report.verdict(info.name)
             if verdict.status == "needs_rebuild":
-                from . import _migrate
-
                 warnings.warn(
                     f"rtxpack: rebuilding engine {info.name!r} of {bundle.path} from its ONNX "
                     f"source for this machine ({reason}); the rebuild is kept in the local cache",
                     RebuildWarning,
                     stacklevel=2,
                 )
-                here = _compat.local_target()
-                rebuilt = _migrate.rebuild_to_cache(
+                from ._upgrade import rebuild as _rebuild
+
+                here = machine.local_target()
+                rebuilt = _rebuild.rebuild_to_cache(
                     bundle.path, compute_capability=here.compute_capability, cache_dir=cache_dir
                 )
                 bundle.close()
@@ -203,14 +203,15 @@ def _fall_back(
             "without --no-source (or save(..., include_source=True))",
             report,
         )
-    from . import _ort
 
     ort_device = dev
     note = ""
-    if dev.type == "cuda" and not _ort.cuda_provider_available():
+    from ._backends import onnxruntime
+
+    if dev.type == "cuda" and not onnxruntime.cuda_provider_available():
         ort_device = torch.device("cpu")
         note = " ONNX Runtime runs on the CPU here (no CUDAExecutionProvider): pass CPU tensors."
-    module = _ort.OnnxRuntimeModule(
+    module = onnxruntime.OnnxRuntimeModule(
         bundle.read_source(info.name) or b"",
         name=info.name,
         signature=Signature.from_engine_info(info),
@@ -232,16 +233,17 @@ def _load_tensorrt(
     runtime_cache: Any,
     cache_dir: Any,
 ) -> torch.nn.Module:
-    from . import _runtime
+    from ._backends import tensorrt
 
     blob: bytes | None = None
     origin = "none"
     persist: Path | None = None
     if runtime_cache is not None:
-        from . import _cache, _compat
+        from ._caches import selection
+        from ._checks import machine
 
-        plan = _cache.plan_runtime_cache(
-            bundle, info, _compat.local_target(), runtime_cache=runtime_cache, cache_dir=cache_dir
+        plan = selection.plan_runtime_cache(
+            bundle, info, machine.local_target(), runtime_cache=runtime_cache, cache_dir=cache_dir
         )
         blob, origin, persist = plan.blob, plan.origin, plan.persist_path
         _log.info("engine %r of %s: runtime cache: %s", info.name, bundle.path, origin)
@@ -255,7 +257,7 @@ def _load_tensorrt(
             )
     data = bundle.read_engine(info.name)
     try:
-        return _runtime.TensorRTModule(
+        return tensorrt.TensorRTModule(
             data,
             name=info.name,
             signature=Signature.from_engine_info(info) if info.inputs else None,

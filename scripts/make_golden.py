@@ -1,9 +1,10 @@
 """Write the golden bundle of format 1.0: tests/golden/v1.0/mlp.rtxpack.
 
 Run once, when format 1.0 was current; the file is committed and must NEVER be regenerated or
-changed: tests/test_migrate.py checks its exact digest, so that every future rtxpack proves it
-still reads what rtxpack 0.1 wrote. When the format changes, add a new script run for the old
-version (tests/golden/vX.Y/) before switching the writer — never rewrite an existing golden file.
+changed: tests/upgrade/test_migrate.py checks its exact digest, so that every future rtxpack
+proves it still reads what rtxpack 0.1 wrote. When the format changes, add a new script run for
+the old version (tests/golden/vX.Y/) before switching the writer — never rewrite an existing
+golden file.
 
     python scripts/make_golden.py [OUTPUT]
 """
@@ -23,15 +24,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import MLP_SHAPES, make_onnx_mlp  # noqa: E402
 
 import rtxpack  # noqa: E402
-from rtxpack import _format  # noqa: E402
-from rtxpack._manifest import CacheInfo, Environment  # noqa: E402
+from rtxpack._format import container  # noqa: E402
+from rtxpack._format.manifest import CacheInfo, Environment  # noqa: E402
 
 #: The fake runtime cache blob (a real one needs a GPU); its bytes only need to survive.
 FAKE_CACHE = b"RTXPACK-GOLDEN-FAKE-RUNTIME-CACHE\x00" + bytes(range(256)) * 4
 
 
 def main(out: Path) -> None:
-    if _format.FORMAT_VERSION != (1, 0):
+    if container.FORMAT_VERSION != (1, 0):
         raise SystemExit("this script writes the format 1.0 golden bundle; rtxpack writes another")
     with tempfile.TemporaryDirectory() as tmp:
         onnx = make_onnx_mlp(Path(tmp) / "mlp.onnx")
@@ -51,10 +52,10 @@ def main(out: Path) -> None:
                 execution_context_allocation_strategy="on_profile_change",
             ),
         )
-        src = _format.BundleFile(plain)
+        src = container.BundleFile(plain)
         manifest = src.manifest
-        with _format.atomic_output(out) as f:
-            writer = _format.BundleWriter(f)
+        with container.atomic_output(out) as f:
+            writer = container.BundleWriter(f)
             for s in manifest.sections:
                 writer.copy_section(src, s)
             idx = writer.add_bytes("runtime_cache", "main", FAKE_CACHE, "zstd")
@@ -74,7 +75,7 @@ def main(out: Path) -> None:
             )
             writer.finish(replace(manifest, sections=tuple(writer.sections), caches=(cache,)))
         src.close()
-    print(f"wrote {out} ({out.stat().st_size} bytes, {_format.digest(out.read_bytes())})")
+    print(f"wrote {out} ({out.stat().st_size} bytes, {container.digest(out.read_bytes())})")
 
 
 if __name__ == "__main__":

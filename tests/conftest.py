@@ -11,33 +11,33 @@ import numpy as np
 import pytest
 
 import rtxpack
-from rtxpack import _format
+from rtxpack._format import container
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "schemas/manifest.schema.json").read_text()
 )
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 WRITTEN: list[int] = []
-ORIGINAL_FINISH = _format.BundleWriter.finish  # for tests of what finish itself refuses
+ORIGINAL_FINISH = container.BundleWriter.finish  # for tests of what finish itself refuses
 
 
 @pytest.fixture(autouse=True, scope="session")
 def every_written_manifest_matches_the_schema() -> Iterator[None]:
     """Every manifest any test makes rtxpack write (save, cache add, migrate, rebuild, import...)
     is validated against schemas/manifest.schema.json before it is written."""
-    original = _format.BundleWriter.finish
+    original = container.BundleWriter.finish
 
     def finish(
-        self: _format.BundleWriter, manifest: rtxpack.Manifest, *args: object, **kw: object
+        self: container.BundleWriter, manifest: rtxpack.Manifest, *args: object, **kw: object
     ) -> None:
         errors = sorted(VALIDATOR.iter_errors(manifest.to_dict()), key=str)
         assert not errors, f"manifest does not match the schema: {errors[0]}"
         WRITTEN.append(1)
         original(self, manifest, *args, **kw)  # type: ignore[arg-type]
 
-    _format.BundleWriter.finish = finish  # type: ignore[method-assign]
+    container.BundleWriter.finish = finish  # type: ignore[method-assign]
     yield
-    _format.BundleWriter.finish = original  # type: ignore[method-assign]
+    container.BundleWriter.finish = original  # type: ignore[method-assign]
 
 
 def build_mlp_engine(

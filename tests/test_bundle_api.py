@@ -25,7 +25,7 @@ from rtxpack import (
     NotABundleError,
     RuntimeStrategy,
 )
-from rtxpack._format import BundleWriter, digest
+from rtxpack._format.container import BundleWriter, digest
 from rtxpack.cli import main
 
 TRT_RELEASE = ".".join(trt.__version__.split(".")[:3])  # "1.7.1" of "1.7.1.116"
@@ -589,7 +589,7 @@ def test_the_writer_refuses_a_manifest_the_reader_would_refuse(
     import conftest
 
     from rtxpack import Manifest
-    from rtxpack._format import atomic_output
+    from rtxpack._format.container import atomic_output
 
     target = rtxpack.save(mlp_engine, tmp_path / "m.rtxpack")
     before = target.read_bytes()

@@ -1,6 +1,6 @@
 """Real TensorRT-RTX execution: runs only on a GPU TensorRT-RTX supports; skipped elsewhere.
 
-No machine in this project has such a GPU (../shared/facts: the lent H100/H200 are compute
+No machine in this project has such a GPU (the only GPUs at hand are H100/H200, compute
 capability 9.0, which TensorRT-RTX refuses), so these tests have NOT run here. They are what to
 run first on an RTX machine: ``python -m pytest -q -m gpu tests/test_gpu.py``.
 """
@@ -27,9 +27,9 @@ def _skip_reason() -> str | None:
             "needs a GPU TensorRT-RTX supports (compute capability 7.5/8.x/12.x); "
             "this machine has none (torch sees no CUDA device)"
         )
-    from rtxpack import _compat
+    from rtxpack._checks import machine
 
-    here = _compat.local_target()
+    here = machine.local_target()
     if here.compute_capability is None or not supports_cc(here.compute_capability):
         return (
             "needs a GPU TensorRT-RTX supports (compute capability 7.5/8.x/12.x); this machine "

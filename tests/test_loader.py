@@ -103,12 +103,14 @@ def test_rebuild_true_rebuilds_an_engine_of_another_release_and_loads_that(
 
     import tensorrt_rtx
 
-    from rtxpack import Target, _compat, _format, _loader
+    from rtxpack import Target, _loader
+    from rtxpack._checks import machine, validity
+    from rtxpack._format import container
 
     old = tmp_path / "old.rtxpack"
-    src = _format.BundleFile(onnx_bundle)
-    with _format.atomic_output(old) as f:
-        w = _format.BundleWriter(f)
+    src = container.BundleFile(onnx_bundle)
+    with container.atomic_output(old) as f:
+        w = container.BundleWriter(f)
         for s in src.manifest.sections:
             w.copy_section(src, s)
         engines = tuple(replace(e, trt_version="1.6.0.0") for e in src.manifest.engines)
@@ -122,8 +124,8 @@ def test_rebuild_true_rebuilds_an_engine_of_another_release_and_loads_that(
         gpu_name="NVIDIA GeForce RTX 4090",
         platform="linux_x86_64",
     )
-    monkeypatch.setattr(_compat, "local_target", lambda: here)
-    monkeypatch.setattr(_compat, "_runtime_findings", lambda bundle, engines: [])
+    monkeypatch.setattr(machine, "local_target", lambda: here)
+    monkeypatch.setattr(validity, "runtime_findings", lambda bundle, engines: [])
     monkeypatch.setenv("RTXPACK_CACHE_DIR", str(tmp_path / "cache"))
     loaded: list[Path] = []
     monkeypatch.setattr(

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import _bundle, _format
+from .. import _bundle, _save
 from .._exceptions import InvalidArgumentError
+from .._format import container
 from .._strategy import (
     AllocationStrategy,
     CudaGraphStrategy,
@@ -91,7 +92,7 @@ def metadata_from_args(values: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _progress(msg: str) -> None:
+def print_progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -100,7 +101,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"{args.model}: `rtxpack build` takes an .onnx model; for an engine use `rtxpack pack`"
         )
-    out = _bundle.save(
+    out = _save.save(
         args.model,
         args.output,
         shapes=shapes_from_args(args.shape),
@@ -109,21 +110,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         include_source=not args.no_source,
         metadata=metadata_from_args(args.meta),
         name=args.name,
-        progress=None if args.quiet else _progress,
+        progress=None if args.quiet else print_progress,
     )
-    print(f"wrote {out} ({_size(out.stat().st_size)})")
+    print(f"wrote {out} ({size_text(out.stat().st_size)})")
     return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    out = _bundle.save(
+    out = _save.save(
         args.engine,
         args.output,
         strategy=strategy_from_args(args),
         metadata=metadata_from_args(args.meta),
         name=args.name,
     )
-    print(f"wrote {out} ({_size(out.stat().st_size)})")
+    print(f"wrote {out} ({size_text(out.stat().st_size)})")
     return 0
 
 
@@ -135,7 +136,7 @@ def terminal_safe(text: str) -> str:
     return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
@@ -152,13 +153,13 @@ def render_summary(data: dict[str, Any], path: str) -> str:
     """The human-readable form of ``rtxpack.inspect``."""
     sections = data["sections"]
     lines = [
-        f"bundle    {path}  ({_size(data['file_size'])}, format {data['format_version']}, "
+        f"bundle    {path}  ({size_text(data['file_size'])}, format {data['format_version']}, "
         f"written by rtxpack {data['rtxpack_version']} at {data['created_at']})"
     ]
     for e in data["engines"]:
         s = sections[e["section"]]
         lines.append(
-            f"engine    {e['name']}  {_size(s['size'])} {s['codec']}  "
+            f"engine    {e['name']}  {size_text(s['size'])} {s['codec']}  "
             f"TensorRT-RTX {e['trt_version']}  {e['platform']}"
         )
         ccs = ", ".join(e["compute_capabilities"]) or "unknown"
@@ -190,11 +191,11 @@ def render_summary(data: dict[str, Any], path: str) -> str:
             )
         if e.get("source") is not None:
             src = sections[e["source"]]
-            lines.append(f"  source    ONNX, {_size(src['size'])} ({src['digest'][:19]}...)")
+            lines.append(f"  source    ONNX, {size_text(src['size'])} ({src['digest'][:19]}...)")
         elif e.get("source_digest"):
             lines.append(f"  source    not included ({e['source_digest'][:19]}...)")
         if e.get("samples") is not None:
-            lines.append(f"  samples   {_size(sections[e['samples']]['size'])} (safetensors)")
+            lines.append(f"  samples   {size_text(sections[e['samples']]['size'])} (safetensors)")
     caches = data.get("caches", [])
     if not caches:
         lines.append("caches    none")
@@ -203,10 +204,10 @@ def render_summary(data: dict[str, Any], path: str) -> str:
         lines.append(
             f"cache     {c['id']}  engine {c['engine']}  {env['gpu_name']} (CC "
             f"{env['compute_capability']})  TensorRT-RTX {env['trt_version']}  driver "
-            f"{env['driver_version']}  {env['os']}  {_size(sections[c['section']]['size'])}"
+            f"{env['driver_version']}  {env['os']}  {size_text(sections[c['section']]['size'])}"
         )
     for name, idx in data.get("files", {}).items():
-        lines.append(f"file      {name}  {_size(sections[idx]['size'])}")
+        lines.append(f"file      {name}  {size_text(sections[idx]['size'])}")
     for k, v in data.get("metadata", {}).items():
         lines.append(f"metadata  {k} = {v}")
     for m in data.get("migrations", []):
@@ -228,7 +229,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         b.verify()
         total = sum(s.size for s in b.manifest.sections)
         print(
-            f"OK  {args.bundle}: {len(b.manifest.sections)} sections, {_size(total)}, digests match"
+            f"OK  {args.bundle}: {len(b.manifest.sections)} sections, {size_text(total)}, "
+            "digests match"
         )
     if args.run:
         from .._samples import run_samples
@@ -247,7 +249,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 raise InvalidArgumentError(f"{args.bundle} does not include the model source")
         else:
             data = b.read_engine(args.engine)
-        with _format.atomic_output(Path(args.output)) as f:
+        with container.atomic_output(Path(args.output)) as f:
             f.write(data)
         del data
     print(f"wrote {args.output}")

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import _bundle, _cache, _constants, _edit
+from .. import _bundle, _constants
+from .._caches import edit, fit, local
 from .._exceptions import InvalidArgumentError
-from .._manifest import OS_NAMES, Environment
-from ._bundle_cmds import _size, parse_dims, terminal_safe
+from .._format.manifest import OS_NAMES, Environment
+from ._bundle_cmds import parse_dims, size_text, terminal_safe
 
 
 def register(sub: Any) -> None:
@@ -116,7 +117,7 @@ def read_cache_arg(path: Path) -> bytes:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        blob = _cache.read_cache_file(path, allow_raw=True)
+        blob = local.read_cache_file(path, allow_raw=True)
     if blob is None:
         why = str(caught[-1].message) if caught else "it could not be read"
         raise InvalidArgumentError(f"--cache {path}: {why}")
@@ -124,7 +125,7 @@ def read_cache_arg(path: Path) -> bytes:
 
 
 def _add(args: argparse.Namespace) -> int:
-    env = _edit.check_environment(
+    env = edit.check_environment(
         Environment(
             trt_version=args.trt_version,
             gpu_name=args.gpu,
@@ -135,7 +136,7 @@ def _add(args: argparse.Namespace) -> int:
     )
     blob = read_cache_arg(args.cache)
     shapes = _shape_set(args.shape)
-    info = _edit.add_cache(
+    info = edit.add_cache(
         args.bundle,
         blob,
         env,
@@ -146,7 +147,7 @@ def _add(args: argparse.Namespace) -> int:
     target = args.output or args.bundle
     print(
         f"added cache {info.id} for engine {info.engine!r} "
-        f"({_cache.describe_environment(env)}, {len(blob)} bytes) to {target}"
+        f"({fit.describe_environment(env)}, {len(blob)} bytes) to {target}"
     )
     return 0
 
@@ -191,7 +192,7 @@ def _list(args: argparse.Namespace) -> int:
                 e["compute_capability"],
                 e["driver_version"],
                 e["os"],
-                _size(r["size"]),
+                size_text(r["size"]),
                 r["created_at"],
                 shapes or "-",
             )
@@ -203,16 +204,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    info = _edit.remove_cache(args.bundle, args.id, output=args.output)
+    info = edit.remove_cache(args.bundle, args.id, output=args.output)
     print(
         f"removed cache {info.id} of engine {info.engine!r} "
-        f"({_cache.describe_environment(info.environment)}) from {args.output or args.bundle}"
+        f"({fit.describe_environment(info.environment)}) from {args.output or args.bundle}"
     )
     return 0
 
 
 def _prewarm(args: argparse.Namespace) -> int:
-    from .._prewarm import prewarm
+    from .._caches.prewarm import prewarm
 
     shapes = _shape_set(args.shape)
     added = prewarm(
@@ -225,6 +226,6 @@ def _prewarm(args: argparse.Namespace) -> int:
     for info in added:
         print(
             f"stored cache {info.id} for engine {info.engine!r} "
-            f"({_cache.describe_environment(info.environment)}) in {args.output}"
+            f"({fit.describe_environment(info.environment)}) in {args.output}"
         )
     return 0

@@ -7,14 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .._compat import (
-    CompatibilityReport,
-    gpu_usable,
-    local_target,
-    missing_locally,
-    run_check,
-)
-from .._target import Target
+from .._checks.check import run_check
+from .._checks.machine import gpu_usable, local_target, missing_locally
+from .._checks.report import CompatibilityReport
+from .._checks.target import Target
 from ._bundle_cmds import terminal_safe
 
 __all__ = ["describe_target", "render_table", "register", "target_from_args"]

@@ -5,34 +5,35 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import _migrate, _torch_trt
-from ._bundle_cmds import _progress
+from .. import _bundle
+from .._interop import torch_tensorrt
+from .._upgrade import migrate, rebuild
+from ._bundle_cmds import print_progress
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _migrate.migrate(args.old, args.output, progress=_progress)
+    migrate.migrate(args.old, args.output, progress=print_progress)
     print(f"wrote {args.output}")
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    _migrate.rebuild(
+    rebuild.rebuild(
         args.bundle,
         args.output,
         engines=args.engine,
         compute_capabilities=args.cc,
         portable=args.portable,
-        progress=None if args.quiet else _progress,
+        progress=None if args.quiet else print_progress,
     )
     print(f"wrote {args.output}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    path = _torch_trt.import_torch_tensorrt(
+    path = torch_tensorrt.import_torch_tensorrt(
         args.info, args.output, name=args.name, engine=args.engine
     )
-    from .. import _bundle
 
     with _bundle.open(path) as b:
         layout = b.manifest.metadata.get("torch_tensorrt.layout", "?")

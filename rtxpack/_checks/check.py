@@ -1,0 +1,168 @@
+"""``check``: will a bundle run on a machine? Engine by engine, before touching the GPU.
+
+It reads the bundle, applies the rules (``rules``, which take only a ``Target``) and, for this
+machine with a usable GPU, asks its TensorRT-RTX runtime (``validity``); then it gives each
+engine a verdict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+
+from .._bundle import Bundle
+from .._exceptions import (
+    BundleFormatError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotABundleError,
+    RtxpackError,
+    UnsupportedVersionError,
+)
+from .._format.manifest import EngineInfo
+from . import machine, rules, validity
+from .report import CompatibilityReport, EngineVerdict, Finding
+from .target import Target
+
+__all__ = ["check", "run_check"]
+
+#: Error codes that rebuilding the engine from its source (``rtxpack rebuild``) fixes.
+_REBUILDABLE = frozenset(
+    {
+        "trt.version_mismatch",
+        "gpu.cc_not_targeted",
+        "runtime.version_mismatch",
+        "runtime.unsupported_cc",
+    }
+)
+
+
+def _verdict(info: EngineInfo, findings: list[Finding], cold: bool) -> EngineVerdict:
+    mine = [f for f in findings if f.engine in (None, info.name)]
+    errors = [f for f in mine if f.severity == "error"]
+    if errors:
+        fixable = info.source is not None and all(f.code in _REBUILDABLE for f in errors)
+        status = "needs_rebuild" if fixable else "cannot_run"
+        return EngineVerdict(info.name, status, tuple(f.message for f in errors))
+    warnings = [f for f in mine if f.severity == "warning"]
+    if cold:
+        cache = [f for f in warnings if f.code == "cache.none_match"]
+        rest = [f for f in warnings if f.code != "cache.none_match"]
+        return EngineVerdict(info.name, "loads_cold", tuple(f.message for f in cache + rest))
+    return EngineVerdict(info.name, "loads", tuple(f.message for f in warnings))
+
+
+def _unreadable(path: str, target: Target, exc: RtxpackError) -> CompatibilityReport:
+    if isinstance(exc, UnsupportedVersionError):
+        code = "format.unsupported_version"
+    elif isinstance(exc, NotABundleError):
+        code = "format.not_a_bundle"
+    else:  # DamagedBundleError, IntegrityError (the manifest digest does not match)
+        code = "format.damaged"
+    finding = Finding(code, "error", str(exc))
+    return CompatibilityReport(
+        bundle=path,
+        target=target,
+        findings=(finding,),
+        engines=(EngineVerdict(None, "cannot_run", (finding.message,)),),
+        format_version=getattr(exc, "found", None),
+    )
+
+
+def run_check(
+    bundle: str | os.PathLike[str] | Bundle,
+    target: Target,
+    *,
+    engine: str | None = None,
+    missing: Iterable[str] = (),
+    ask_runtime: bool = False,
+) -> CompatibilityReport:
+    """``check`` with the knobs the CLI needs.
+
+    ``missing``: parts of the target known to be absent rather than unknown: ``"trt"`` (an
+    unknown TensorRT-RTX version means it is not installed) and ``"gpu"`` (no GPU): errors, not
+    "not checked" infos. ``ask_runtime``: also ask this machine's TensorRT-RTX runtime
+    (``get_engine_validity``); only meaningful when the target is this machine.
+    """
+    if not isinstance(target, Target):
+        raise InvalidArgumentError(
+            f"target: expected an rtxpack.Target or None, got {type(target).__name__}"
+        )
+    absent = frozenset(missing)
+    if not absent <= {"trt", "gpu"}:
+        raise InvalidArgumentError(f"missing: {sorted(absent)}; expected 'trt' and/or 'gpu'")
+    if isinstance(bundle, Bundle):
+        return _check_open(bundle, target, engine, absent, ask_runtime)
+    if not isinstance(bundle, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"bundle: expected a path or an open rtxpack.Bundle, got {type(bundle).__name__}"
+        )
+    path = str(bundle)
+    try:
+        opened = Bundle(bundle)
+    except InvalidArgumentError:
+        raise  # no such file, a folder: the argument is wrong
+    except (BundleFormatError, IntegrityError) as exc:
+        return _unreadable(path, target, exc)
+    with opened:
+        report = _check_open(opened, target, engine, absent, ask_runtime)
+    return replace(report, bundle=path)
+
+
+def _check_open(
+    bundle: Bundle,
+    target: Target,
+    engine: str | None,
+    missing: frozenset[str],
+    ask_runtime: bool,
+) -> CompatibilityReport:
+    engines = (bundle.manifest.engine(engine),) if engine is not None else bundle.manifest.engines
+    run = rules.Run(target)
+    rules.check_format(run, bundle._file.version)
+    rules.check_unknown_fields(run, missing)
+    rules.check_driver(run)
+    rules.check_gpu_supported(run)
+    for info in engines:
+        rules.check_trt(run, info, missing)
+        rules.check_cc(run, info)
+        rules.check_platform(run, info)
+    if ask_runtime:
+        run.findings += validity.runtime_findings(bundle, engines)
+    verdicts = []
+    for info in engines:
+        mine = [f for f in run.findings if f.engine in (None, info.name)]
+        has_errors = any(f.severity == "error" for f in mine)
+        cold = not has_errors and rules.check_caches(run, bundle.manifest.caches, info)
+        verdicts.append(_verdict(info, run.findings, cold))
+    return CompatibilityReport(
+        bundle=str(bundle.path),
+        target=target,
+        findings=tuple(run.findings),
+        engines=tuple(verdicts),
+        format_version=bundle.format_version,
+    )
+
+
+def check(
+    bundle: str | os.PathLike[str] | Bundle,
+    target: Target | None = None,
+    *,
+    engine: str | None = None,
+) -> CompatibilityReport:
+    """Can the bundle's engines run on ``target`` (default: this machine)? Never touches a GPU
+    unless ``target`` is None and this machine has one that TensorRT-RTX can use.
+
+    A bundle that cannot be read (damaged, too new, not a bundle) gives a report with an error
+    finding and status ``cannot_run``; wrong arguments raise ``InvalidArgumentError``.
+    """
+    if target is None:
+        here = machine.local_target()
+        return run_check(
+            bundle,
+            here,
+            engine=engine,
+            missing=machine.missing_locally(here),
+            ask_runtime=machine.gpu_usable(here),
+        )
+    return run_check(bundle, target, engine=engine)

@@ -1,0 +1,565 @@
+"""The bundle container: a fixed header, aligned sections, and a msgpack manifest at the end.
+
+    offset 0   header (64 bytes): magic, format version, manifest offset/length/digest
+    offset 4096 * k   sections, each starting on a 4096-byte boundary (stored ones can be mmapped)
+    end        manifest (msgpack), which must end exactly at the end of the file
+
+docs/format.md is the specification. Every offset and size read from a file is checked against
+the file and against ``Limits`` before it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import blake3
+import msgpack
+import zstandard
+
+from .._exceptions import (
+    BundleFormatError,
+    BundleNotFoundError,
+    DamagedBundleError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotABundleError,
+    OutputError,
+    RtxpackError,
+    UnsupportedVersionError,
+    attach_path,
+)
+from .manifest import CODECS, DEFAULT_LIMITS, Limits, Manifest, Section
+from .migrations import STEPS, upgrade_manifest
+
+__all__ = [
+    "ALIGNMENT",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "BundleFile",
+    "BundleWriter",
+    "atomic_output",
+    "digest",
+]
+
+MAGIC = b"\x89RTXPACK"
+#: (major, minor) of the format this rtxpack writes. Readers accept any minor of this major.
+FORMAT_VERSION = (1, 0)
+_HEADER = struct.Struct("<8sHHIQQ32s")
+HEADER_SIZE = 64
+ALIGNMENT = 4096
+_CHUNK = 8 * 1024 * 1024
+_PAD = bytes(ALIGNMENT)
+assert _HEADER.size == HEADER_SIZE
+
+
+def format_version_str(version: tuple[int, int] = FORMAT_VERSION) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def _hasher() -> Any:
+    # BLAKE3 with all cores: 5-8 GB/s on 2 cores here (bench/bench_format.py), so verifying an
+    # engine costs less than reading it from disk; and unlike xxhash it is a cryptographic hash,
+    # so a bundle's digests can be pinned or signed.
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def digest(data: bytes | bytearray | memoryview) -> str:
+    """The digest rtxpack writes for ``data``: ``"blake3:<64 hex digits>"``."""
+    h = _hasher()
+    h.update(data)
+    return "blake3:" + h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """Yield a temporary file beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is
+    left exactly as it was.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidArgumentError(f"cannot write {path}: folder {directory} does not exist")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        # 0o666 & ~umask, as for any new file; a replaced file keeps its own mode (below).
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to",
+            path=path,
+        ) from None
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, RtxpackError):
+            raise OutputError(
+                f"cannot write {path}: {exc.strerror or exc}; nothing was changed at {path} "
+                "(free some space, check permissions, or close programs using the file)",
+                path=path,
+            ) from None
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        with contextlib.suppress(OSError):
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+class BundleWriter:
+    """Appends sections to an open (temporary) file, then writes the manifest and header."""
+
+    def __init__(self, f: BinaryIO, *, zstd_level: int = 3) -> None:
+        self._f = f
+        self._zstd_level = zstd_level
+        self.sections: list[Section] = []
+        f.seek(0)
+        f.write(bytes(HEADER_SIZE))
+        self._pos = HEADER_SIZE
+
+    def _align(self) -> None:
+        pad = -self._pos % ALIGNMENT
+        if pad:
+            self._f.write(_PAD[:pad])
+            self._pos += pad
+
+    def _add(self, kind: str, name: str, codec: str, chunks: Iterator[bytes | memoryview]) -> int:
+        if codec not in CODECS:
+            raise InvalidArgumentError(f"codec {codec!r}: expected one of {', '.join(CODECS)}")
+        self._align()
+        start = self._pos
+        h = _hasher()
+        size = 0
+        write = self._f.write
+        if codec == "stored":
+            for chunk in chunks:
+                h.update(chunk)
+                write(chunk)
+                size += len(chunk)
+        else:
+            cctx = zstandard.ZstdCompressor(level=self._zstd_level, threads=-1)
+            comp = cctx.compressobj()
+            for chunk in chunks:
+                h.update(chunk)
+                size += len(chunk)
+                write(comp.compress(chunk))
+            write(comp.flush())
+        self._pos = self._f.tell()
+        self.sections.append(
+            Section(
+                kind=kind,
+                name=name,
+                offset=start,
+                length=self._pos - start,
+                codec=codec,
+                size=size,
+                digest="blake3:" + h.hexdigest(),
+            )
+        )
+        return len(self.sections) - 1
+
+    def add_bytes(
+        self, kind: str, name: str, data: bytes | bytearray | memoryview, codec: str = "stored"
+    ) -> int:
+        """Add a section from memory; returns its index."""
+        view = memoryview(data).cast("B")
+        return self._add(
+            kind, name, codec, (view[i : i + _CHUNK] for i in range(0, len(view), _CHUNK))
+        )
+
+    def add_path(self, kind: str, name: str, src: Path, codec: str = "stored") -> int:
+        """Add a section streamed from a file (never held in memory whole); returns its index."""
+
+        def chunks() -> Iterator[bytes]:
+            with open(src, "rb") as fin:
+                while chunk := fin.read(_CHUNK):
+                    yield chunk
+
+        return self._add(kind, name, codec, chunks())
+
+    def copy_section(self, source: BundleFile, section: Section, *, name: str | None = None) -> int:
+        """Copy another bundle's section verbatim (same codec and bytes), checking its digest."""
+        self._align()
+        start = self._pos
+        view = source.raw_view(section)
+        h = _hasher()
+        if section.codec == "stored":
+            h.update(view)
+            got = "blake3:" + h.hexdigest()
+            if got != section.digest:
+                raise _integrity(section, got, source.path)
+        else:
+            source.decode(section)  # verifies the digest of the decoded bytes
+        for i in range(0, len(view), _CHUNK):
+            self._f.write(view[i : i + _CHUNK])
+        self._pos = self._f.tell()
+        self.sections.append(
+            Section(
+                kind=section.kind,
+                name=section.name if name is None else name,
+                offset=start,
+                length=section.length,
+                codec=section.codec,
+                size=section.size,
+                digest=section.digest,
+            )
+        )
+        return len(self.sections) - 1
+
+    def copy_all(
+        self,
+        source: BundleFile,
+        *,
+        skip: frozenset[int] | set[int] = frozenset(),
+        replacements: dict[int, bytes] | None = None,
+    ) -> dict[int, int]:
+        """Copy every section of ``source`` but those in ``skip``, in order; a section in
+        ``replacements`` gets those bytes instead (same kind, name and codec). Returns old index
+        -> new index, for ``Manifest.renumbered``."""
+        index: dict[int, int] = {}
+        for i, section in enumerate(source.manifest.sections):
+            if i in skip:
+                continue
+            if replacements and i in replacements:
+                data = replacements[i]
+                index[i] = self.add_bytes(section.kind, section.name, data, section.codec)
+            else:
+                index[i] = self.copy_section(source, section)
+        return index
+
+    def finish(self, manifest: Manifest, version: tuple[int, int] = FORMAT_VERSION) -> None:
+        """Write the manifest and the header. ``manifest.sections`` must be this writer's."""
+        if list(manifest.sections) != self.sections:
+            raise AssertionError("manifest.sections must be the sections this writer wrote")
+        manifest.check_references()
+        blob = msgpack.packb(manifest.to_dict(), use_bin_type=True)
+        if len(blob) > DEFAULT_LIMITS.max_manifest_bytes:
+            raise InvalidArgumentError(
+                f"the manifest would be {len(blob)} bytes, above the limit of "
+                f"{DEFAULT_LIMITS.max_manifest_bytes}; store less metadata"
+            )
+        # Never write what the reader would refuse: read the manifest back with the reader's rules.
+        try:
+            Manifest.from_dict(unpack_manifest(blob, DEFAULT_LIMITS, "new bundle"))
+            check_sections(manifest.sections, self._pos, DEFAULT_LIMITS, "new bundle")
+        except BundleFormatError as exc:
+            detail = str(exc).split("; the bundle is damaged")[0]
+            raise InvalidArgumentError(
+                f"refusing to write a bundle rtxpack could not read back: {detail}"
+            ) from None
+        manifest_offset = self._pos
+        self._f.write(blob)
+        header = _HEADER.pack(
+            MAGIC,
+            version[0],
+            version[1],
+            0,
+            manifest_offset,
+            len(blob),
+            blake3.blake3(blob).digest(),
+        )
+        self._f.seek(0)
+        self._f.write(header)
+        self._f.seek(0, os.SEEK_END)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _integrity(section: Section, got: str, path: str | os.PathLike[str] | None) -> IntegrityError:
+    return IntegrityError(
+        f"section {section.kind}/{section.name!r} is corrupted: its digest is {got}, "
+        f"the manifest says {section.digest}; the file was changed after it was written — "
+        "re-download or rebuild the bundle",
+        path=path,
+    )
+
+
+@dataclass(frozen=True)
+class Header:
+    version: tuple[int, int]
+    flags: int
+    manifest_offset: int
+    manifest_length: int
+    manifest_digest: bytes
+
+
+def parse_header(raw: bytes, file_size: int, limits: Limits, where: str) -> Header:
+    if len(raw) < len(MAGIC) or raw[: len(MAGIC)] != MAGIC:
+        raise NotABundleError(
+            f"{where} is not an rtxpack bundle: it does not start with the rtxpack magic bytes "
+            f"(found {raw[:8]!r}); give a file written by `rtxpack build`, `pack` or `rtxpack.save`"
+        )
+    if len(raw) < HEADER_SIZE:
+        raise DamagedBundleError(
+            f"{where} is truncated: {file_size} bytes, shorter than the {HEADER_SIZE}-byte header"
+        )
+    _, major, minor, flags, m_off, m_len, m_digest = _HEADER.unpack(raw[:HEADER_SIZE])
+    if major != FORMAT_VERSION[0] and (major, minor) not in STEPS:
+        found, supported = f"{major}.{minor}", format_version_str()
+        hint = (
+            "upgrade rtxpack (pip install -U rtxpack)"
+            if major > FORMAT_VERSION[0]
+            else "no rtxpack release wrote this version"
+        )
+        raise UnsupportedVersionError(
+            f"{where} uses bundle format {found}; this rtxpack reads format "
+            f"{FORMAT_VERSION[0]}.x (writes {supported}): {hint}",
+            found=found,
+            supported=supported,
+        )
+    if not 0 < m_len <= limits.max_manifest_bytes:
+        raise DamagedBundleError(
+            f"{where}: the header gives a manifest of {m_len} bytes; expected 1 to "
+            f"{limits.max_manifest_bytes} — the bundle is damaged"
+        )
+    if m_off < HEADER_SIZE or m_off + m_len != file_size:
+        raise DamagedBundleError(
+            f"{where} is truncated or has extra bytes: the header says the file is "
+            f"{m_off + m_len} bytes (manifest at {m_off}, {m_len} bytes), it is {file_size} bytes; "
+            "re-download or rebuild the bundle"
+        )
+    return Header((major, minor), flags, m_off, m_len, m_digest)
+
+
+def check_sections(
+    sections: tuple[Section, ...], data_end: int, limits: Limits, where: str
+) -> None:
+    """Every section lies inside the data area, aligned, without overlap, with bounded sizes."""
+    prev_end = HEADER_SIZE
+    for s in sorted(sections, key=lambda s: s.offset):
+        label = f"{where}: section {s.kind}/{s.name!r}"
+        if s.offset % ALIGNMENT or s.offset < prev_end or s.offset + s.length > data_end:
+            raise DamagedBundleError(
+                f"{label} claims bytes {s.offset}..{s.offset + s.length}, expected an aligned "
+                f"range inside {HEADER_SIZE}..{data_end} that overlaps no other section; "
+                "the bundle is damaged"
+            )
+        if s.codec == "stored" and s.size != s.length:
+            raise DamagedBundleError(
+                f"{label} is stored but claims {s.size} decoded bytes from {s.length}; "
+                "the bundle is damaged"
+            )
+        if s.codec == "zstd" and s.size > max(s.length, 1) * limits.max_zstd_ratio:
+            raise DamagedBundleError(
+                f"{label} claims {s.size} bytes from {s.length} compressed bytes, more than "
+                f"zstd can produce ({limits.max_zstd_ratio}x); the bundle is damaged or hostile"
+            )
+        prev_end = s.offset + s.length
+
+
+def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
+    """Decode manifest bytes with msgpack's own limits (before any typed validation)."""
+    try:
+        return msgpack.unpackb(
+            blob,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_metadata_bytes,
+            max_bin_len=limits.max_metadata_bytes,
+            max_array_len=max(limits.max_sections, limits.max_caches, 4096),
+            max_map_len=max(limits.max_metadata_entries, limits.max_io_tensors, 64),
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several types; all mean a bad manifest
+        raise DamagedBundleError(
+            f"{where}: the manifest is not valid msgpack within rtxpack's limits "
+            f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
+        ) from None
+
+
+class BundleFile:
+    """An open bundle file: header and manifest read and checked; sections read on demand."""
+
+    def __init__(self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> None:
+        self.path = Path(path)
+        self.limits = limits
+        self._mmap: mmap.mmap | None = None
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait forever for a writer (no effect on files)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise BundleNotFoundError(f"no such bundle: {self.path}", path=self.path) from None
+        except IsADirectoryError:
+            raise InvalidArgumentError(f"{self.path} is a folder, not a bundle file") from None
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot open {self.path}: {exc.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            what = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise InvalidArgumentError(f"{self.path} is {what}, not a bundle file")
+        self._f: IO[bytes] = os.fdopen(fd, "rb")
+        try:
+            self._read_manifest()
+        except BaseException as exc:
+            self._f.close()
+            attach_path(exc, self.path)
+            raise
+
+    def _read_manifest(self) -> None:
+        where = str(self.path)
+        size = os.fstat(self._f.fileno()).st_size
+        raw = self._f.read(HEADER_SIZE)
+        self.header = parse_header(raw, size, self.limits, where)
+        self.version = self.header.version
+        self._f.seek(self.header.manifest_offset)
+        blob = self._f.read(self.header.manifest_length)
+        if len(blob) != self.header.manifest_length:
+            raise DamagedBundleError(f"{where} is truncated inside its manifest")
+        if blake3.blake3(blob).digest() != self.header.manifest_digest:
+            raise IntegrityError(
+                f"{where}: the manifest does not match the digest in the header; the file was "
+                "changed after it was written — re-download or rebuild the bundle"
+            )
+        data = unpack_manifest(blob, self.limits, where)
+        if isinstance(data, dict):
+            data = upgrade_manifest(data, self.version)
+        self.raw_manifest: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.manifest = Manifest.from_dict(data, self.limits)
+        check_sections(self.manifest.sections, self.header.manifest_offset, self.limits, where)
+
+    # -- section access ------------------------------------------------------------------------
+
+    def _map(self) -> mmap.mmap:
+        if self._mmap is None:
+            if self._f.closed:
+                raise InvalidArgumentError(f"bundle {self.path} is closed")
+            self._mmap = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._mmap
+
+    def raw_view(self, section: Section) -> memoryview:
+        """The section's bytes as stored in the file (no decoding, no verification)."""
+        return memoryview(self._map())[section.offset : section.offset + section.length]
+
+    def decode(self, section: Section, *, verify: bool = True) -> memoryview | bytes:
+        """The section's decoded bytes, digest-checked unless ``verify=False``.
+
+        A stored section comes back as a read-only memoryview of the memory-mapped file: no copy.
+        """
+        view = self.raw_view(section)
+        if section.codec == "stored":
+            out: memoryview | bytes = view
+        else:
+            out = self._decompress(section, view)
+        if verify:
+            got = digest(out)
+            if got != section.digest:
+                raise _integrity(section, got, self.path)
+        return out
+
+    def _decompress(self, section: Section, view: memoryview) -> memoryview:
+        # Read bounded chunks of output and stop one byte past the declared size: a section that
+        # claims more than it holds (or holds more than it claims, e.g. a zstd bomb whose few KB
+        # expand to GBs) never allocates more than its declared size plus one chunk.
+        # (A decompressobj would return everything one input chunk expands to, at once.)
+        out = bytearray()
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(view, read_across_frames=False)
+            with reader:
+                while len(out) <= section.size:
+                    chunk = reader.read(min(section.size + 1 - len(out), _CHUNK))
+                    if not chunk:
+                        break
+                    out += chunk
+        except zstandard.ZstdError as exc:
+            raise DamagedBundleError(
+                f"section {section.kind}/{section.name!r} is not valid zstd ({exc}); "
+                "the bundle is damaged",
+                path=self.path,
+            ) from None
+        if len(out) != section.size:
+            raise DamagedBundleError(
+                f"section {section.kind}/{section.name!r} decodes to "
+                f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes, "
+                f"the manifest says {section.size}; the bundle is damaged",
+                path=self.path,
+            )
+        return memoryview(out).toreadonly()  # no second copy of a possibly large section
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            try:
+                self._mmap.close()
+            except BufferError:
+                # A memoryview from read_engine() is still alive; the map closes when it is freed.
+                pass
+            self._mmap = None
+        self._f.close()
+
+
+def check_rewritable(bf: BundleFile) -> None:
+    """Refuse to rewrite a bundle of a newer format than this rtxpack writes.
+
+    Reading one is fine (a newer minor only adds what a reader may ignore), but a rewrite could
+    renumber sections that the newer fields point at, or drop what they mean.
+    """
+    if bf.version > FORMAT_VERSION:
+        found, supported = format_version_str(bf.version), format_version_str()
+        raise UnsupportedVersionError(
+            f"{bf.path} uses bundle format {found}, newer than the {supported} this rtxpack "
+            "writes; it can read it but will not rewrite it (that could lose what the newer "
+            "format added): upgrade rtxpack (pip install -U rtxpack)",
+            found=found,
+            supported=supported,
+            path=bf.path,
+        )
+
+
+@contextlib.contextmanager
+def rewriting(
+    src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
+) -> Iterator[tuple[BundleFile, BundleWriter]]:
+    """Rewrite a bundle: yields (source, writer) for a new file that replaces ``dst_path`` (which
+    may be ``src_path``) only when the block ends well; the caller calls ``writer.finish``.
+
+    A bundle of a newer format is refused. The source is closed before the rename (Windows will
+    not replace an open, mapped file).
+    """
+    with atomic_output(Path(dst_path)) as f:
+        src = open_bundle_file(src_path)
+        try:
+            check_rewritable(src)
+            yield src, BundleWriter(f)
+        finally:
+            src.close()
+
+
+def open_bundle_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> BundleFile:
+    try:
+        return BundleFile(path, limits)
+    except RtxpackError:
+        raise
+    except OSError as exc:
+        raise DamagedBundleError(f"cannot read {path}: {exc}", path=path) from None
+
+
+def new_cache_id() -> str:
+    return secrets.token_hex(4)

@@ -1,0 +1,1 @@
+"""Bringing engines made by other tools into bundles (Torch-TensorRT today)."""

@@ -1,0 +1,1 @@
+"""Stand-ins for libraries whose real behaviour needs hardware this machine does not have."""
