@@ -16,8 +16,16 @@ found, what was expected and what to do)::
     ├── BuildError .......................... TensorRT-RTX / the exporter could not build
     ├── CompatibilityError .................. the bundle cannot run on the target   [.report]
     ├── TensorMismatchError (also ValueError)  inputs do not match the engine's signature
-    └── BackendError ........................ the TensorRT-RTX or ONNX Runtime backend refused
-                                              an operation (old name: RuntimeFailure)
+    ├── BackendError ........................ the TensorRT-RTX or ONNX Runtime backend refused
+    │                                         an operation (old name: RuntimeFailure)
+    └── RegistryError ....................... talking to an OCI registry failed
+        ├── InvalidReferenceError (also InvalidArgumentError)  a malformed oci:// reference
+        ├── RegistryConnectionError ......... unreachable, or 5xx / dropped after the retries
+        ├── RegistryAuthError ............... no, rejected or endlessly challenged credentials
+        ├── RegistryNotFoundError ........... no such repository, tag, manifest or blob
+        ├── RegistryProtocolError ........... an answer outside the spec or rtxpack's limits, or
+        │                                     an artifact that is not a bundle
+        └── BlobIntegrityError (also IntegrityError)  served bytes do not match their digest
 
 Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarning)``)::
 
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendError",
+    "BlobIntegrityError",
     "BuildError",
     "BundleFormatError",
     "BundleNotFoundError",
@@ -51,9 +60,15 @@ __all__ = [
     "ImportFormatError",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidReferenceError",
     "NotABundleError",
     "OutputError",
     "RebuildWarning",
+    "RegistryAuthError",
+    "RegistryConnectionError",
+    "RegistryError",
+    "RegistryNotFoundError",
+    "RegistryProtocolError",
     "RtxpackError",
     "RtxpackWarning",
     "RuntimeCacheWarning",
@@ -168,6 +183,37 @@ class BackendError(RtxpackError):
 
 #: The name ``BackendError`` had before 0.2; kept so existing ``except`` clauses still work.
 RuntimeFailure = BackendError
+
+
+class RegistryError(RtxpackError):
+    """Talking to an OCI registry failed; the message names the registry, what and why."""
+
+
+class InvalidReferenceError(RegistryError, InvalidArgumentError):
+    """A registry reference (``oci://HOST[:PORT]/REPO[:TAG][@DIGEST]``) is malformed."""
+
+
+class RegistryConnectionError(RegistryError):
+    """The registry could not be reached, or kept failing (5xx, dropped connections) after the
+    bounded retries."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused access: no credentials, rejected credentials, or a challenge that
+    came back after it was answered. Credentials never appear in the message."""
+
+
+class RegistryNotFoundError(RegistryError):
+    """The repository, tag, manifest or blob does not exist in the registry."""
+
+
+class RegistryProtocolError(RegistryError):
+    """The registry answered something rtxpack does not accept: a malformed or oversized
+    manifest, a response outside the distribution spec, or an artifact that is not a bundle."""
+
+
+class BlobIntegrityError(RegistryError, IntegrityError):
+    """Bytes served by the registry do not match the digest or size their descriptor names."""
 
 
 def attach_path(exc: BaseException, path: str | os.PathLike[str]) -> None:

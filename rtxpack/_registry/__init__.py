@@ -1,0 +1,1 @@
+"""OCI distribution for bundles: references, a streaming registry client, the content store."""
