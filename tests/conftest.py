@@ -13,6 +13,9 @@ import pytest
 import rtxpack
 from rtxpack._format import container
 
+#: fixtures that start a real OCI registry on 127.0.0.1 (tests/registry)
+pytest_plugins = ["registry.registry_server"]
+
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "schemas/manifest.schema.json").read_text()
 )

@@ -1,4 +1,5 @@
-"""A real CNCF distribution registry (Debian's ``docker-registry``) on 127.0.0.1, for tests.
+"""A real CNCF distribution registry (Debian's ``docker-registry``) on 127.0.0.1, for tests;
+its fixtures are loaded by tests/conftest.py as a plugin.
 
 Each server gets a temporary storage folder and config, a free port, and optionally htpasswd
 basic auth, token auth (with the small token service below, whose JWTs the registry verifies
@@ -20,9 +21,11 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -379,3 +382,54 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
+
+
+# -- fixtures (imported by the test modules of this folder) ----------------------------------
+
+needs_registry = pytest.mark.skipif(
+    BINARY is None, reason="docker-registry is not installed (apt-get install docker-registry)"
+)
+
+
+@pytest.fixture
+def private_store_and_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache root (so a private content store) and no credentials but those the test
+    sets; the registry test modules use it for every test (``pytestmark``)."""
+    store = tmp_path / "cache"
+    monkeypatch.setenv("RTXPACK_CACHE_DIR", str(store))
+    monkeypatch.setenv("RTXPACK_REGISTRY_AUTH_FILE", str(tmp_path / "no-auth-file.json"))
+    monkeypatch.delenv("RTXPACK_REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("RTXPACK_REGISTRY_PASSWORD", raising=False)
+    return store
+
+
+def _serve(folder: Path, **kw: object) -> Iterator[RegistryServer]:
+    server = RegistryServer(folder, **kw).start()  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """An anonymous plain-HTTP registry."""
+    yield from _serve(tmp_path / "registry")
+
+
+@pytest.fixture
+def basic_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A registry with htpasswd basic auth over TLS (self-signed CA)."""
+    yield from _serve(tmp_path / "registry", auth="htpasswd", tls=True)
+
+
+@pytest.fixture
+def tls_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """An anonymous registry over TLS with a CA generated for the test."""
+    yield from _serve(tmp_path / "registry", tls=True)
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A registry with bearer-token auth (a token service that checks basic credentials)."""
+    yield from _serve(tmp_path / "registry", auth="token")

@@ -11,7 +11,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from registry_server import PASSWORD, USER, CuttingProxy, RegistryServer
+from registry.registry_server import (
+    PASSWORD,
+    USER,
+    CuttingProxy,
+    RegistryServer,
+    needs_registry,
+)
 
 import rtxpack
 from rtxpack._exceptions import (
@@ -27,6 +33,7 @@ from rtxpack._registry.client import RegistryClient, sha256_digest
 from rtxpack._registry.reference import parse_reference
 from rtxpack._registry.store import ContentStore
 
+pytestmark = [needs_registry, pytest.mark.usefixtures("private_store_and_auth")]
 NO_WAIT = {"sleep": lambda _s: None}
 
 
