@@ -1,0 +1,481 @@
+"""EPContext models for ONNX Runtime's TensorRT-RTX execution provider: export, import, and the
+hostile models import must refuse. Every engine here is a real TensorRT-RTX engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import rtxpack
+from rtxpack import _edit
+from rtxpack._errors import ImportFormatError, InvalidArgumentError, RtxpackError
+from rtxpack._interop import epcontext
+from rtxpack._interop.epcontext import EpContextLimits, export_epcontext, import_epcontext
+from rtxpack._manifest import Environment
+from rtxpack._strategy import CudaGraphStrategy, RuntimeStrategy
+
+ENV = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "windows")
+
+
+def _node(model_path: Path) -> onnx.NodeProto:
+    return onnx.load(str(model_path), load_external_data=False).graph.node[0]
+
+
+def _attr(node: onnx.NodeProto, name: str) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    raise KeyError(name)
+
+
+def _signature(path: Path) -> list[tuple[Any, ...]]:
+    with rtxpack.open(path) as b:
+        return [
+            (e.name, e.inputs, e.outputs, e.profiles, e.strategy, e.trt_version,
+             e.compute_capabilities, e.hardware_portable, bytes(b.read_engine(e.name)))
+            for e in b.manifest.engines
+        ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Export, and round trips
+
+
+@pytest.mark.parametrize("embed", [True, False])
+def test_round_trip_keeps_engine_bytes_and_signature(
+    tmp_path: Path, onnx_bundle: Path, embed: bool
+) -> None:
+    out = export_epcontext(onnx_bundle, tmp_path / "model_ctx.onnx", embed=embed)
+    onnx.checker.check_model(str(out.model))
+    node = _node(out.model)
+    assert (node.op_type, node.domain) == ("EPContext", "com.microsoft")
+    assert _attr(node, "embed_mode") == (1 if embed else 0)
+    assert _attr(node, "main_context") == 1
+    assert _attr(node, "source") == b"NvTensorRTRTXExecutionProvider"
+    assert _attr(node, "hardware_architecture") == b"80+"  # a portable default build
+    with rtxpack.open(onnx_bundle) as b:
+        engine = bytes(b.read_engine())
+        assert _attr(node, "ep_sdk_version").decode() == b.manifest.engine().trt_version
+    if embed:
+        assert out.engine_file is None and _attr(node, "ep_cache_context") == engine
+    else:
+        assert out.engine_file == tmp_path / "model_ctx.engine"
+        assert _attr(node, "ep_cache_context") == b"model_ctx.engine"
+        assert out.engine_file.read_bytes() == engine
+    # the source travels beside the model, named by onnx_model_filename
+    assert out.source == tmp_path / "model_ctx.source.onnx"
+    assert _attr(node, "onnx_model_filename") == b"model_ctx.source.onnx"
+    with rtxpack.open(onnx_bundle) as b:
+        assert out.source.read_bytes() == b.read_source()
+
+    back = import_epcontext(out.model, tmp_path / "back.rtxpack", source=out.source)
+    assert _signature(back) == _signature(onnx_bundle)
+    with rtxpack.open(back) as b:
+        with rtxpack.open(onnx_bundle) as orig:
+            assert b.read_source() == orig.read_source()
+            assert b.manifest.engine().source_digest == orig.manifest.engine().source_digest
+        record = json.loads(b.read_file("epcontext.json"))
+        assert record["nodes"][0]["embed_mode"] == (1 if embed else 0)
+        b.verify()
+
+
+def test_graph_io_declares_names_dtypes_and_symbolic_dims(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    out = export_epcontext(onnx_bundle, tmp_path / "m.onnx")
+    graph = onnx.load(str(out.model)).graph
+    (x,) = graph.input
+    (y,) = graph.output
+    assert (x.name, x.type.tensor_type.elem_type) == ("x", TensorProto.FLOAT)
+    dims = [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
+    assert dims == ["x_dim0", 16]
+    assert [d.dim_param or d.dim_value for d in y.type.tensor_type.shape.dim] == ["y_dim0", 8]
+    # the profile min/opt/max ONNX cannot hold travel as model metadata
+    meta = {p.key: p.value for p in onnx.load(str(out.model)).metadata_props}
+    (entry,) = json.loads(meta["rtxpack.epcontext"]).values()
+    assert entry["profiles"] == [{"x": {"min": [1, 16], "opt": [4, 16], "max": [8, 16]}}]
+
+
+def test_export_refuses_an_engine_without_signature(tmp_path: Path, engine_bundle: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="no recorded I/O signature"):
+        export_epcontext(engine_bundle, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_options_and_no_partial_files(tmp_path: Path, onnx_bundle: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"\.onnx"):
+        export_epcontext(onnx_bundle, tmp_path / "model.bin")
+    with pytest.raises(InvalidArgumentError, match="no engine named"):
+        export_epcontext(onnx_bundle, tmp_path / "m.onnx", engine="nope")
+    with pytest.raises(InvalidArgumentError, match="no runtime cache"):
+        export_epcontext(onnx_bundle, tmp_path / "m.onnx", runtime_cache_dir=tmp_path / "rc")
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, not even a folder
+
+
+def test_a_failed_write_leaves_no_model_and_no_partial_file(
+    tmp_path: Path, onnx_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(epcontext, "_write_view", boom)
+    with pytest.raises(rtxpack.OutputError):
+        export_epcontext(onnx_bundle, tmp_path / "m.onnx", embed=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runtime_cache_is_written_where_the_provider_reads_it(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    bundle = tmp_path / "b.rtxpack"
+    shutil.copy(onnx_bundle, bundle)
+    info = _edit.add_cache(bundle, b"CACHE" * 100, ENV)
+    out = export_epcontext(
+        bundle, tmp_path / "m.onnx", runtime_cache_dir=tmp_path / "rtcache", include_source=False
+    )
+    part = _attr(_node(out.model), "partition_name").decode()
+    assert part == "rtxpack_main"
+    # the provider reads <nv_runtime_cache_path>/<partition_name>, the raw serialized cache
+    assert out.runtime_cache == tmp_path / "rtcache" / part
+    assert out.runtime_cache.read_bytes() == b"CACHE" * 100
+    assert out.provider_options == {"nv_runtime_cache_path": str(tmp_path / "rtcache")}
+    assert out.source is None
+    with pytest.raises(KeyError):
+        _attr(_node(out.model), "onnx_model_filename")
+    # several caches: the provider reads one file per engine, so one must be chosen
+    _edit.add_cache(bundle, b"OTHER", ENV.__class__(**{**ENV.__dict__, "os": "linux"}))
+    with pytest.raises(InvalidArgumentError, match="choose one with cache_id"):
+        export_epcontext(bundle, tmp_path / "m2.onnx", runtime_cache_dir=tmp_path / "rc2")
+    out2 = export_epcontext(
+        bundle, tmp_path / "m2.onnx", runtime_cache_dir=tmp_path / "rc2", cache_id=info.id
+    )
+    assert out2.runtime_cache is not None and out2.runtime_cache.read_bytes() == b"CACHE" * 100
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [("main", "rtxpack_main"), ("../../etc/x", "rtxpack__.._etc_x"), ("a b/c", "rtxpack_a_b_c")],
+)
+def test_partition_names_are_plain_file_names(engine: str, expected: str) -> None:
+    name = epcontext.partition_name(engine)
+    assert name == expected and "/" not in name and "\\" not in name
+
+
+def test_cuda_graph_strategy_becomes_a_provider_option(tmp_path: Path, onnx_mlp: Path) -> None:
+    from conftest import MLP_SHAPES
+
+    bundle = rtxpack.save(
+        onnx_mlp,
+        tmp_path / "g.rtxpack",
+        shapes=MLP_SHAPES,
+        strategy=RuntimeStrategy(cuda_graph_strategy="whole_graph_capture"),
+    )
+    out = export_epcontext(bundle, tmp_path / "g.onnx")
+    assert out.provider_options == {"enable_cuda_graph": "1"}
+    with rtxpack.open(import_epcontext(out.model, tmp_path / "g2.rtxpack")) as b:
+        assert (
+            b.manifest.engine().strategy.cuda_graph_strategy
+            is CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Import of models rtxpack did not write
+
+
+def _model(
+    nodes: list[onnx.NodeProto],
+    *,
+    inputs: list[onnx.ValueInfoProto] | None = None,
+    outputs: list[onnx.ValueInfoProto] | None = None,
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs
+        if inputs is not None
+        else [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        outputs
+        if outputs is not None
+        else [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = 9
+    return model
+
+
+def _ctx(
+    engine: bytes | str,
+    *,
+    ins: tuple[str, ...] = ("x",),
+    outs: tuple[str, ...] = ("y",),
+    domain: str = "com.microsoft",
+    **attrs: Any,
+) -> onnx.NodeProto:
+    embed = 1 if isinstance(engine, bytes) else 0
+    base: dict[str, Any] = {"embed_mode": embed, "ep_cache_context": engine}
+    base.update(attrs)
+    base = {k: v for k, v in base.items() if v is not None}
+    return helper.make_node("EPContext", list(ins), list(outs), name="ctx", domain=domain, **base)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_import_a_plugin_style_model(tmp_path: Path, mlp_engine: bytes) -> None:
+    """As the EP-ABI plugin writes them: main_context 0, source = the EP name, "80+"."""
+    node = _ctx(
+        mlp_engine, main_context=0, source="NvTensorRTRTXExecutionProvider",
+        hardware_architecture="80+", partition_name="TRTKernel_graph_main_123_0",
+        ep_sdk_version="1.0", onnx_model_filename="model.onnx",
+    )  # fmt: skip
+    path = _save(_model([node]), tmp_path / "model_ctx.onnx")
+    with rtxpack.open(import_epcontext(path, tmp_path / "b.rtxpack")) as b:
+        e = b.manifest.engine()
+        assert e.name == "TRTKernel_graph_main_123_0"
+        assert bytes(b.read_engine()) == mlp_engine
+        assert e.inputs == (rtxpack.TensorSpec("x", "float32", (-1, 16)),)
+        assert e.outputs == (rtxpack.TensorSpec("y", "float32", (-1, 8)),)
+        assert e.trt_version.startswith("1.7.1") and e.hardware_portable
+        assert e.profiles == ()  # not in the model: ONNX has no min/opt/max
+        record = json.loads(b.read_file("epcontext.json"))["nodes"][0]
+        assert record["hardware_architecture"] == "80+" and record["main_context"] == 0
+
+
+def test_import_several_nodes_external_in_subfolder(tmp_path: Path, mlp_engine: bytes) -> None:
+    from conftest import build_mlp_engine
+
+    other = build_mlp_engine(hidden=4)
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "a.engine").write_bytes(mlp_engine)
+    nodes = [
+        _ctx("engines/a.engine", partition_name="part_a"),
+        _ctx(other, ins=("y",), outs=("z",), partition_name="part_b"),
+    ]
+    model = _model(
+        nodes,
+        outputs=[helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
+    )
+    model.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8]))
+    path = _save(model, tmp_path / "m.onnx")
+    with rtxpack.open(import_epcontext(path, tmp_path / "b.rtxpack")) as b:
+        assert [e.name for e in b.manifest.engines] == ["part_a", "part_b"]
+        assert bytes(b.read_engine("part_a")) == mlp_engine
+        assert bytes(b.read_engine("part_b")) == other
+        assert b.manifest.engine("part_b").inputs[0].name == "y"
+        b.verify()
+    with pytest.raises(InvalidArgumentError, match="single-engine"):
+        import_epcontext(path, tmp_path / "c.rtxpack", source=path)
+
+
+def _two(engine: bytes, first: str, second: str) -> onnx.ModelProto:
+    """Two chained nodes x -> y -> z, with the given partition names."""
+    nodes = [
+        _ctx(engine, partition_name=first),
+        _ctx(engine, ins=("y",), outs=("z",), partition_name=second),
+    ]
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 8])
+    model = _model(nodes, outputs=[z])
+    model.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8]))
+    return model
+
+
+def _refused(tmp_path: Path, model: onnx.ModelProto | bytes, match: str, **kw: Any) -> None:
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
+    out = tmp_path / "out.rtxpack"
+    with pytest.raises(RtxpackError, match=match):
+        import_epcontext(path, out, **kw)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+HOSTILE: dict[str, tuple[Callable[[bytes], onnx.ModelProto | bytes], str]] = {
+    "path traversal": (lambda e: _model([_ctx("../secret.engine")]), "'..'"),
+    "deep traversal": (lambda e: _model([_ctx("a/../../secret.engine")]), "'..'"),
+    "windows traversal": (lambda e: _model([_ctx("a\\..\\..\\x.engine")]), "'..'"),
+    "absolute path": (lambda e: _model([_ctx("/etc/passwd")]), "absolute path"),
+    "windows absolute": (lambda e: _model([_ctx("C:\\Windows\\x.engine")]), "absolute path"),
+    "unc path": (lambda e: _model([_ctx("\\\\server\\share\\x")]), "absolute path"),
+    "nul in path": (lambda e: _model([_ctx("a.engine\x00.txt")]), "NUL"),
+    "missing ep_cache_context": (
+        lambda e: _model([_ctx(e, ep_cache_context=None)]),
+        "ep_cache_context",
+    ),
+    "missing embed_mode": (lambda e: _model([_ctx(e, embed_mode=None)]), "embed_mode"),
+    "embed_mode 7": (lambda e: _model([_ctx(e, embed_mode=7)]), "0 or 1"),
+    "string embed_mode": (lambda e: _model([_ctx(e, embed_mode="1")]), "embed_mode"),
+    "main_context 2": (lambda e: _model([_ctx(e, main_context=2)]), "main_context"),
+    "reference to another context": (
+        lambda e: _model([_ctx(b"", main_context=0)]),
+        "main_context 0",
+    ),
+    "wrong domain": (lambda e: _model([_ctx(e, domain="ai.onnx.ml")]), "domain"),
+    "another provider": (
+        lambda e: _model([_ctx(e, source="QNNExecutionProvider")]),
+        "another execution provider",
+    ),
+    "not an engine": (lambda e: _model([_ctx(b"\x7fELF" + bytes(60))]), "TensorRT-RTX engine"),
+    "a TensorRT engine": (lambda e: _model([_ctx(b"ftrt" + e[4:])]), "not TensorRT-RTX"),
+    "several main contexts": (lambda e: _two(e, "p", "p"), "both claiming the main context"),
+    "partition name escapes the cache folder": (
+        lambda e: _model([_ctx(e, partition_name="../../.bashrc")]),
+        "plain file name",
+    ),
+    "other nodes": (
+        lambda e: _model(
+            [_ctx(e), helper.make_node("Relu", ["y"], ["z"])],
+            outputs=[helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 8])],
+        ),
+        "nodes other than EPContext",
+    ),
+    "no nodes": (lambda e: _model([]), "without nodes"),
+    "untyped input": (lambda e: _model([_ctx(e, ins=("w",))]), "no declared type"),
+    "double output": (
+        lambda e: _model(
+            [_ctx(e)], outputs=[helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N"])]
+        ),
+        "DOUBLE",
+    ),
+    "huge dimension": (
+        lambda e: _model(
+            [_ctx(e)], inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**50])]
+        ),
+        "dimension",
+    ),
+    "rank 40": (
+        lambda e: _model(
+            [_ctx(e)], inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1] * 40)]
+        ),
+        "rank",
+    ),
+    "truncated protobuf": (
+        lambda e: _model([_ctx(e)]).SerializeToString()[:-100],
+        "not a valid ONNX protobuf",
+    ),
+    # field 7 (graph), length-delimited, declaring 2**40 bytes in a tiny file
+    "huge declared length": (
+        lambda e: b"\x08\x09\x3a" + bytes([0x80, 0x80, 0x80, 0x80, 0x80, 0x20]) + b"x" * 10,
+        "not a valid ONNX protobuf",
+    ),
+    "not protobuf": (lambda e: b"\xff" * 64, "not a valid ONNX protobuf"),
+    "bad rtxpack metadata": (
+        lambda e: _with_meta(
+            _model([_ctx(e, partition_name="p")]),
+            {"p": {"profiles": [{"x": {"min": [9, 16], "opt": [1, 16], "max": [1, 16]}}]}},
+        ),
+        "shape ranges|min <= opt",
+    ),
+    "rtxpack metadata not json": (lambda e: _with_meta(_model([_ctx(e)]), "{"), "invalid JSON"),
+}
+
+
+def _with_meta(model: onnx.ModelProto, value: Any) -> onnx.ModelProto:
+    helper.set_model_props(
+        model, {"rtxpack.epcontext": value if isinstance(value, str) else json.dumps(value)}
+    )
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_models_are_refused(tmp_path: Path, mlp_engine: bytes, case: str) -> None:
+    make, match = HOSTILE[case]
+    (tmp_path / "secret.engine").write_bytes(mlp_engine)  # what a traversal would reach
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    _refused(sub, make(mlp_engine), match)
+
+
+def test_symlink_out_of_the_folder_is_refused(tmp_path: Path, mlp_engine: bytes) -> None:
+    outside = tmp_path / "outside.engine"
+    outside.write_bytes(mlp_engine)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "e.engine").symlink_to(outside)
+    (folder / "d").symlink_to(tmp_path)
+    _refused(folder, _model([_ctx("e.engine")]), "outside")
+    _refused(folder, _model([_ctx("d/outside.engine")]), "outside")
+    # a link that stays inside the folder is fine
+    (folder / "real.engine").write_bytes(mlp_engine)
+    (folder / "inside.engine").symlink_to(folder / "real.engine")
+    path = _save(_model([_ctx("inside.engine")]), folder / "ok.onnx")
+    with rtxpack.open(import_epcontext(path, folder / "ok.rtxpack")) as b:
+        assert bytes(b.read_engine()) == mlp_engine
+
+
+def test_special_and_missing_files_are_refused(tmp_path: Path, mlp_engine: bytes) -> None:
+    os.mkfifo(tmp_path / "fifo.engine")
+    _refused(tmp_path, _model([_ctx("fifo.engine")]), "FIFO")  # and no hang
+    (tmp_path / "dir.engine").mkdir()
+    _refused(tmp_path, _model([_ctx("dir.engine")]), "folder")
+    _refused(tmp_path, _model([_ctx("gone.engine")]), "not in")
+    (tmp_path / "junk.engine").write_bytes(b"MZ" + bytes(100))
+    _refused(tmp_path, _model([_ctx("junk.engine")]), "TensorRT-RTX engine")
+    os.mkfifo(tmp_path / "model_fifo.onnx")
+    with pytest.raises(ImportFormatError, match="FIFO"):
+        import_epcontext(tmp_path / "model_fifo.onnx", tmp_path / "o.rtxpack")
+    with pytest.raises(InvalidArgumentError, match="no such file"):
+        import_epcontext(tmp_path / "none.onnx", tmp_path / "o.rtxpack")
+
+
+def test_size_limits_apply_before_reading(tmp_path: Path, mlp_engine: bytes) -> None:
+    (tmp_path / "e.engine").write_bytes(mlp_engine)
+    small = EpContextLimits(max_engine_bytes=len(mlp_engine) - 1)
+    _refused(tmp_path, _model([_ctx("e.engine")]), "above the limit", limits=small)
+    model = _model([_ctx(mlp_engine)])
+    tiny = EpContextLimits(max_model_bytes=model.ByteSize() - 1)
+    _refused(tmp_path, model, "above the limit", limits=tiny)
+    few = EpContextLimits(max_nodes=1)
+    _refused(tmp_path, _two(mlp_engine, "a", "b"), "at most 1", limits=few)
+    long_attr = _model([_ctx(mlp_engine, hardware_architecture="x" * 5000)])
+    _refused(tmp_path, long_attr, "at most 4096")
+
+
+def test_import_never_lets_onnx_resolve_external_data(
+    tmp_path: Path, mlp_engine: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An initializer that names /etc/passwd as external data is never opened."""
+    model = _model([_ctx(mlp_engine)])
+    t = helper.make_tensor("w", TensorProto.FLOAT, [4], bytes(16), raw=True)
+    onnx.external_data_helper.set_external_data(t, location="/etc/passwd", length=16)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    model.graph.initializer.append(t)
+    path = _save(model, tmp_path / "m.onnx")
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(p: Any, *a: Any, **k: Any) -> int:
+        opened.append(str(p))
+        return real_open(p, *a, **k)
+
+    monkeypatch.setattr(os, "open", spy)
+    import_epcontext(path, tmp_path / "b.rtxpack")
+    assert "/etc/passwd" not in opened
+
+
+def test_the_samples_still_run_after_a_round_trip(tmp_path: Path, onnx_bundle: Path) -> None:
+    """The bundle the import writes is a working bundle: its I/O matches its samples' names."""
+    out = export_epcontext(onnx_bundle, tmp_path / "m.onnx", embed=False)
+    back = import_epcontext(out.model, tmp_path / "back.rtxpack", source=out.source)
+    with rtxpack.open(onnx_bundle) as b:
+        samples = b.read_samples()
+    assert samples is not None
+    with rtxpack.open(back) as b:
+        e = b.manifest.engine()
+        assert [t.name for t in e.inputs] == list(samples["inputs"])
+        x = samples["inputs"]["x"]
+        assert e.profiles[0]["x"].contains(tuple(np.asarray(x).shape))
