@@ -244,6 +244,11 @@ def _export(
             "more than 2 GiB — export with embed=False (--external)"
         )
     engine_path = target.with_name(f"{target.stem}.engine")
+    if not embed and target.stem.lower().endswith(".stripped"):
+        raise InvalidArgumentError(
+            f"output {target}: the engine file would be named {engine_path.name}, which the "
+            "provider takes for a weight-stripped engine to refit; choose another model name"
+        )
     source = bundle.read_source(info.name) if include_source else None
     source_path = target.with_name(f"{target.stem}.source.onnx") if source is not None else None
     cache_bytes: bytes | None = None
@@ -735,6 +740,7 @@ def _nodes(onnx: Any, model: Any, path: Path, limits: EpContextLimits) -> list[_
             external = path.parent / Path(*rel.parts)
         out.append(_Node(name, attrs, inputs, outputs, extras_, external))
     seen: dict[str, int] = {}
+    names: dict[str, int] = {}
     for i, node in enumerate(out):
         key = node.attrs.partition_name or node.name
         if key in seen:
@@ -745,6 +751,13 @@ def _nodes(onnx: Any, model: Any, path: Path, limits: EpContextLimits) -> list[_
                 "cache file, and the engines could not be told apart)",
             )
         seen[key] = i
+        if node.name in names:
+            raise _bad(
+                path.name,
+                f"nodes {names[node.name]} and {i} both named {node.name!r}",
+                "one engine name per node",
+            )
+        names[node.name] = i
     files = [str(n.external) for n in out if n.external is not None]
     if len(set(files)) != len(files):
         raise _bad(

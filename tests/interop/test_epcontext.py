@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import rtxpack
@@ -479,3 +481,94 @@ def test_the_samples_still_run_after_a_round_trip(tmp_path: Path, onnx_bundle: P
         assert [t.name for t in e.inputs] == list(samples["inputs"])
         x = samples["inputs"]["x"]
         assert e.profiles[0]["x"].contains(tuple(np.asarray(x).shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_export_and_import(
+    tmp_path: Path, onnx_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtxpack.cli import main
+
+    bundle = tmp_path / "b.rtxpack"
+    shutil.copy(onnx_bundle, bundle)
+    _edit.add_cache(bundle, b"CACHE", ENV)
+    model = tmp_path / "model_ctx.onnx"
+    argv = ["export-epcontext", str(bundle), "-o", str(model), "--external"]
+    assert main([*argv, "--runtime-cache-dir", str(tmp_path / "rc")]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote engine {tmp_path / 'model_ctx.engine'}" in printed
+    assert f"nv_runtime_cache_path={tmp_path / 'rc'}" in printed
+    assert (tmp_path / "rc" / "rtxpack_main").read_bytes() == b"CACHE"
+    src = tmp_path / "model_ctx.source.onnx"
+    assert (
+        main(
+            [
+                "import-epcontext",
+                str(model),
+                "-o",
+                str(tmp_path / "c.rtxpack"),
+                "--source",
+                str(src),
+            ]
+        )
+        == 0
+    )
+    assert "imported 'main'" in capsys.readouterr().out
+    assert _signature(tmp_path / "c.rtxpack") == _signature(onnx_bundle)
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--embed"])
+    assert exc.value.code == 2  # --embed and --external exclude each other
+
+
+def test_cli_refuses_a_hostile_model_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtxpack.cli import main
+
+    path = _save(_model([_ctx("../../etc/passwd")]), tmp_path / "m.onnx")
+    assert main(["import-epcontext", str(path), "-o", str(tmp_path / "o.rtxpack")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rtxpack: error: EPContext model") and err.count("\n") == 1
+    assert not (tmp_path / "o.rtxpack").exists()
+
+
+def test_export_refuses_a_name_the_provider_would_refit(tmp_path: Path, onnx_bundle: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="weight-stripped"):
+        export_epcontext(onnx_bundle, tmp_path / "m.stripped.onnx", embed=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_nodes_that_would_get_the_same_engine_name_are_refused(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    model = _with_meta(_two(mlp_engine, "a", "b"), {"a": {"engine": "e"}, "b": {"engine": "e"}})
+    _refused(tmp_path, model, "both named 'e'")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_models_only_ever_raise_rtxpack_errors(
+    tmp_path_factory: pytest.TempPathFactory, mlp_engine: bytes, data: st.DataObject
+) -> None:
+    """Flipped, cut and inserted bytes: a bundle or an RtxpackError, never anything else."""
+    blob = bytearray(_two(mlp_engine, "a", "b").SerializeToString())
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, len(blob) - 1))
+        if op == "flip":
+            blob[at] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del blob[at : at + data.draw(st.integers(1, 64))]
+        else:
+            blob[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / "m.onnx").write_bytes(bytes(blob))
+    try:
+        import_epcontext(folder / "m.onnx", folder / "o.rtxpack")
+    except RtxpackError:
+        assert not (folder / "o.rtxpack").exists()
