@@ -46,6 +46,7 @@ from ._format.manifest import (
     ShapeRange,
     TensorSpec,
 )
+from ._interop.epcontext import EpContextExport, EpContextLimits, export_epcontext, import_epcontext
 from ._interop.torch_tensorrt import import_torch_tensorrt
 from ._save import EngineSpec, save
 from ._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
@@ -76,6 +77,8 @@ __all__ = [
     "EngineSpec",
     "EngineVerdict",
     "Environment",
+    "EpContextExport",
+    "EpContextLimits",
     "FallbackWarning",
     "Finding",
     "ImportFormatError",
@@ -98,6 +101,8 @@ __all__ = [
     "UnsupportedVersionError",
     "add_cache",
     "check",
+    "export_epcontext",
+    "import_epcontext",
     "import_torch_tensorrt",
     "inspect",
     "list_caches",

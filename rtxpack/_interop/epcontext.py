@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from .. import _format
-from .._build import current_platform, sniff_engine_header
-from .._bundle import Bundle, utc_now
+from .._build.engine import current_platform
+from .._build.header import sniff_engine_header
+from .._bundle import Bundle
 from .._bundle import open as open_bundle
-from .._errors import ImportFormatError, InvalidArgumentError, RtxpackError
-from .._manifest import (
+from .._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError
+from .._format import container
+from .._format.manifest import (
     DTYPES,
     VERSION_RE,
     CacheInfo,
@@ -39,8 +40,9 @@ from .._manifest import (
     TensorSpec,
 )
 from .._strategy import CudaGraphStrategy, RuntimeStrategy
-from .._torch_trt import PLATFORMS
+from .._text import utc_now
 from .._version import __version__
+from .torch_tensorrt import PLATFORMS
 
 __all__ = [
     "EP_NAME",
@@ -303,13 +305,13 @@ def _export(
     # Enter the model's writer first so that it is renamed last: a failure anywhere leaves no
     # model that names a missing file, and no partial file at all.
     with contextlib.ExitStack() as stack:
-        model_f = stack.enter_context(_format.atomic_output(target))
+        model_f = stack.enter_context(container.atomic_output(target))
         if not embed:
-            _write_view(stack.enter_context(_format.atomic_output(engine_path)), engine_view)
+            _write_view(stack.enter_context(container.atomic_output(engine_path)), engine_view)
         if source is not None and source_path is not None:
-            stack.enter_context(_format.atomic_output(source_path)).write(source)
+            stack.enter_context(container.atomic_output(source_path)).write(source)
         if cache_bytes is not None and cache_path is not None:
-            stack.enter_context(_format.atomic_output(cache_path)).write(cache_bytes)
+            stack.enter_context(container.atomic_output(cache_path)).write(cache_bytes)
         model_f.write(blob)
     options: dict[str, str] = {}
     if cache_path is not None:
@@ -825,8 +827,8 @@ def import_epcontext(
             _check_engine_head(f.read(64), here)
             f.seek(0)
             opened.append((f, size))
-        out = stack.enter_context(_format.atomic_output(target))
-        writer = _format.BundleWriter(out)
+        out = stack.enter_context(container.atomic_output(target))
+        writer = container.BundleWriter(out)
         engines: list[EngineInfo] = []
         for node, handle in zip(nodes, opened):
             if handle is None:
@@ -864,7 +866,7 @@ def import_epcontext(
                     profiles=ext.profiles,
                     strategy=strategy or ext.strategy or RuntimeStrategy(),
                     source=src_idx,
-                    source_digest=_format.digest(src_bytes) if src_bytes is not None else None,
+                    source_digest=container.digest(src_bytes) if src_bytes is not None else None,
                 )
             )
             a = node.attrs

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import rtxpack
-from rtxpack import _edit
-from rtxpack._errors import ImportFormatError, InvalidArgumentError, RtxpackError
+from rtxpack import EpContextLimits, export_epcontext, import_epcontext
+from rtxpack._caches import edit as _edit
+from rtxpack._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError
+from rtxpack._format.manifest import Environment
 from rtxpack._interop import epcontext
-from rtxpack._interop.epcontext import EpContextLimits, export_epcontext, import_epcontext
-from rtxpack._manifest import Environment
 from rtxpack._strategy import CudaGraphStrategy, RuntimeStrategy
 
 ENV = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "windows")
