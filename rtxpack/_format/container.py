@@ -192,6 +192,12 @@ class BundleWriter:
             kind, name, codec, (view[i : i + _CHUNK] for i in range(0, len(view), _CHUNK))
         )
 
+    def add_chunks(
+        self, kind: str, name: str, chunks: Iterator[bytes | memoryview], codec: str = "stored"
+    ) -> int:
+        """Add a section from an iterator of chunks (e.g. a file already opened and checked)."""
+        return self._add(kind, name, codec, chunks)
+
     def add_path(self, kind: str, name: str, src: Path, codec: str = "stored") -> int:
         """Add a section streamed from a file (never held in memory whole); returns its index."""
 

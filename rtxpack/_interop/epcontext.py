@@ -839,9 +839,7 @@ def import_epcontext(
                 f, size = handle
                 head = f.read(64)
                 f.seek(0)
-                idx = writer._add(
-                    "engine", node.name, "stored", _chunks(f, size, str(node.external))
-                )
+                idx = writer.add_chunks("engine", node.name, _chunks(f, size, str(node.external)))
             header = sniff_engine_header(head)
             assert header is not None  # checked above
             ext = node.extras

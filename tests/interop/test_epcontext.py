@@ -57,7 +57,7 @@ def test_round_trip_keeps_engine_bytes_and_signature(
     tmp_path: Path, onnx_bundle: Path, embed: bool
 ) -> None:
     out = export_epcontext(onnx_bundle, tmp_path / "model_ctx.onnx", embed=embed)
-    onnx.checker.check_model(str(out.model))
+    onnx.checker.check_model(str(out.model), full_check=True)
     node = _node(out.model)
     assert (node.op_type, node.domain) == ("EPContext", "com.microsoft")
     assert _attr(node, "embed_mode") == (1 if embed else 0)
@@ -144,6 +144,7 @@ def test_runtime_cache_is_written_where_the_provider_reads_it(
     out = export_epcontext(
         bundle, tmp_path / "m.onnx", runtime_cache_dir=tmp_path / "rtcache", include_source=False
     )
+    onnx.checker.check_model(str(out.model), full_check=True)
     part = _attr(_node(out.model), "partition_name").decode()
     assert part == "rtxpack_main"
     # the provider reads <nv_runtime_cache_path>/<partition_name>, the raw serialized cache
@@ -182,6 +183,7 @@ def test_cuda_graph_strategy_becomes_a_provider_option(tmp_path: Path, onnx_mlp:
         strategy=RuntimeStrategy(cuda_graph_strategy="whole_graph_capture"),
     )
     out = export_epcontext(bundle, tmp_path / "g.onnx")
+    onnx.checker.check_model(str(out.model), full_check=True)
     assert out.provider_options == {"enable_cuda_graph": "1"}
     with rtxpack.open(import_epcontext(out.model, tmp_path / "g2.rtxpack")) as b:
         assert (
