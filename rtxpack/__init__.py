@@ -1,12 +1,15 @@
 """rtxpack: ship NVIDIA TensorRT-RTX engines as one safe, versioned bundle file.
 
-This module is the whole public surface; everything else lives in private modules.
-The loader's names import torch, an optional extra, so they are imported on first use.
+This module is the whole public surface; everything else lives in private modules, and every
+exported name reports ``rtxpack`` as its module. The loader's names import torch, an optional
+extra, so they are imported on first use. ``rtxpack.open`` and ``rtxpack.inspect`` are the short
+names of ``open_bundle`` and ``inspect_bundle``; they are left out of ``__all__`` so that
+``from rtxpack import *`` does not shadow the builtin ``open`` or the ``inspect`` module.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from ._bundle import Bundle, inspect, open
+from ._bundle import Bundle, inspect_bundle, open_bundle
 from ._caches.edit import add_cache, list_caches, remove_cache
 from ._caches.prewarm import prewarm
 from ._caches.selection import CachePlan
@@ -55,19 +58,15 @@ from ._upgrade.rebuild import rebuild
 from ._version import __version__
 
 __all__ = [
-    "FORMAT_VERSION",
-    "__version__",
     "AllocationStrategy",
     "BackendError",
-    "BundleNotFoundError",
-    "CaptureWarning",
-    "RebuildWarning",
-    "RtxpackWarning",
     "BuildError",
     "Bundle",
     "BundleFormatError",
+    "BundleNotFoundError",
     "CacheInfo",
     "CachePlan",
+    "CaptureWarning",
     "CompatibilityError",
     "CompatibilityReport",
     "CudaGraphStrategy",
@@ -79,6 +78,7 @@ __all__ = [
     "Environment",
     "EpContextExport",
     "EpContextLimits",
+    "FORMAT_VERSION",
     "FallbackWarning",
     "Finding",
     "ImportFormatError",
@@ -87,9 +87,11 @@ __all__ = [
     "Limits",
     "Manifest",
     "NotABundleError",
-    "OutputError",
     "OnnxRuntimeModule",
+    "OutputError",
+    "RebuildWarning",
     "RtxpackError",
+    "RtxpackWarning",
     "RuntimeCacheWarning",
     "RuntimeFailure",
     "RuntimeStrategy",
@@ -99,22 +101,40 @@ __all__ = [
     "TensorRTModule",
     "TensorSpec",
     "UnsupportedVersionError",
+    "__version__",
     "add_cache",
     "check",
     "export_epcontext",
     "import_epcontext",
     "import_torch_tensorrt",
-    "inspect",
+    "inspect_bundle",
     "list_caches",
     "load",
     "local_target",
     "migrate",
-    "open",
+    "open_bundle",
     "prewarm",
     "rebuild",
     "remove_cache",
     "save",
 ]
+
+#: Short names, as attributes only (not in ``__all__``).
+open = open_bundle
+inspect = inspect_bundle
+
+
+def _publish(value: Any) -> Any:
+    """Make an exported class or function say ``rtxpack`` is its module (as httpx does)."""
+    if callable(value):
+        value.__module__ = __name__
+    return value
+
+
+for _name in __all__:
+    if _name in globals():
+        _publish(globals()[_name])
+del _name
 
 _LAZY = {
     "load": "._loader",
@@ -132,7 +152,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = _publish(getattr(importlib.import_module(_LAZY[name], __name__), name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rtxpack' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from ._exceptions import InvalidArgumentError
 from ._format import container
 from ._format.manifest import DEFAULT_LIMITS, EngineInfo, Limits, Manifest, Section
 
-__all__ = ["Bundle", "inspect", "open"]
+__all__ = ["Bundle", "inspect_bundle", "open_bundle"]
 
 
 class Bundle:
@@ -109,12 +109,13 @@ class Bundle:
         return f"<rtxpack.Bundle {str(self.path)!r} format {self.format_version} engines: {names}>"
 
 
-def open(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Bundle:
-    """Open a bundle: reads and checks only its header and manifest."""
+def open_bundle(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Bundle:
+    """Open a bundle: reads and checks only its header and manifest (also ``rtxpack.open``)."""
     return Bundle(path, limits=limits)
 
 
-def inspect(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest as plain data (what ``rtxpack inspect --json`` prints)."""
-    with open(path) as bundle:
+def inspect_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest as plain data, what ``rtxpack inspect --json`` prints (also
+    ``rtxpack.inspect``)."""
+    with open_bundle(path) as bundle:
         return bundle.to_dict()

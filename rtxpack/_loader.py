@@ -123,7 +123,7 @@ def load(
         raise InvalidArgumentError(
             f"runtime_cache {runtime_cache!r}: expected 'auto', None or a path to a cache file"
         )
-    bundle = _bundle.open(path)
+    bundle = _bundle.open_bundle(path)
     try:
         info = bundle.manifest.engine(engine)
         chosen = resolve_strategy(info.strategy, strategy)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 import warnings
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import _bundle
 from ._exceptions import InvalidArgumentError
 
-__all__ = ["TOLERANCES", "run_samples"]
+__all__ = ["TOLERANCES", "OutputCheck", "SampleRun", "run_samples"]
 
 #: (rtol, atol) per output dtype; anything else (integers, bool) must match exactly.
 TOLERANCES = {
@@ -44,17 +44,57 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray) -> tuple[bool, str]:
     )
 
 
+@dataclass(frozen=True)
+class OutputCheck:
+    """One stored output compared with what the engine gave: ``line`` says how it compared."""
+
+    name: str
+    ok: bool
+    line: str
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    """What running a bundle's stored samples found. ``problem`` says why nothing was compared
+    (no samples, no reference outputs); ``notes`` say which backend ran and why (a fallback)."""
+
+    engine: str
+    outputs: tuple[OutputCheck, ...] = ()
+    notes: tuple[str, ...] = ()
+    problem: str | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(not o.ok for o in self.outputs)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and bool(self.outputs) and not self.failed
+
+    def lines(self) -> list[str]:
+        """The report for people, one line each (what ``rtxpack verify --run`` prints)."""
+        if self.problem is not None:
+            return [*self.notes, self.problem]
+        total = len(self.outputs)
+        last = (
+            f"{self.failed} of {total} output(s) differ from the stored ones"
+            if self.failed
+            else f"all {total} output(s) match the stored ones"
+        )
+        return [*self.notes, *(o.line for o in self.outputs), last]
+
+
 def run_samples(
     path: str | os.PathLike[str],
     *,
     engine: str | None = None,
     device: str = "auto",
-    out: TextIO = sys.stdout,
-) -> int:
-    """Run the stored samples of one engine and compare; prints one line per output, returns 0/1.
+) -> SampleRun:
+    """Run the stored samples of one engine and compare them with the stored outputs.
 
     ``device="auto"`` tries TensorRT-RTX on the GPU. When TensorRT-RTX cannot run the engine here
-    (or ``device="cpu"``), the bundle's ONNX source runs with ONNX Runtime instead, and it says so.
+    (or ``device="cpu"``), the bundle's ONNX source runs with ONNX Runtime instead, and a note
+    says so. Prints nothing: the result says what happened (``SampleRun.lines``).
     """
     import torch
 
@@ -65,55 +105,48 @@ def run_samples(
         device = "cuda"  # the loader falls back to ONNX Runtime, saying why, if it cannot run
     elif device not in ("cuda", "cpu") and not str(device).startswith("cuda:"):
         raise InvalidArgumentError(f"device {device!r}: expected auto, cuda, cuda:N or cpu")
-    with _bundle.open(path) as b:
+    with _bundle.open_bundle(path) as b:
         info = b.manifest.engine(engine)
         samples = b.read_samples(info.name)
     if not samples or not samples["inputs"]:
-        print(
-            f"no samples in engine {info.name!r} of {path}: nothing to run. Build the bundle "
-            "with samples (save(..., samples=...) or inputs=...) to use verify --run",
-            file=out,
+        return SampleRun(
+            info.name,
+            problem=f"no samples in engine {info.name!r} of {path}: nothing to run. Build the "
+            "bundle with samples (save(..., samples=...) or inputs=...) to use verify --run",
         )
-        return 1
     if not samples["outputs"]:
-        print(
-            f"engine {info.name!r} of {path} stores sample inputs but no reference outputs; "
-            "nothing to compare with",
-            file=out,
+        return SampleRun(
+            info.name,
+            problem=f"engine {info.name!r} of {path} stores sample inputs but no reference "
+            "outputs; nothing to compare with",
         )
-        return 1
+    notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module: Any = load(path, engine=info.name, device=device, fallback="onnxruntime")
     for w in caught:
         if issubclass(w.category, FallbackWarning):
-            print(f"note: {str(w.message).removeprefix('rtxpack: ')}", file=out)
+            notes.append(f"note: {str(w.message).removeprefix('rtxpack: ')}")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    checks: list[OutputCheck] = []
     try:
         backend = "ONNX Runtime" if module.backend == "onnxruntime" else "TensorRT-RTX"
-        print(
-            f"running the samples of engine {info.name!r} with {backend} on {module.device}",
-            file=out,
+        notes.append(
+            f"running the samples of engine {info.name!r} with {backend} on {module.device}"
         )
         feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples["inputs"].items()}
         feeds = {k: v.to(module.device) for k, v in feeds.items()}
         result = module(**feeds, return_dict=True)
-        failed = 0
         for name, want in samples["outputs"].items():
             if name not in result:
-                print(f"FAIL  {name}: the engine has no such output", file=out)
-                failed += 1
+                checks.append(
+                    OutputCheck(name, False, f"FAIL  {name}: the engine has no such output")
+                )
                 continue
             got = result[name].detach().cpu().numpy()
             ok, line = _compare(name, got, want)
-            failed += not ok
-            print(line, file=out)
+            checks.append(OutputCheck(name, ok, line))
     finally:
         module.close()
-    total = len(samples["outputs"])
-    if failed:
-        print(f"{failed} of {total} output(s) differ from the stored ones", file=out)
-        return 1
-    print(f"all {total} output(s) match the stored ones", file=out)
-    return 0
+    return SampleRun(info.name, tuple(checks), tuple(notes))

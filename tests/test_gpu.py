@@ -124,10 +124,8 @@ def test_outer_capture_after_explicit_switch(bundle: Path) -> None:
 
 
 def test_verify_run_uses_tensorrt_rtx(bundle: Path) -> None:
-    import io
-
     from rtxpack._samples import run_samples
 
-    out = io.StringIO()
-    assert run_samples(bundle, out=out) == 0
-    assert "with TensorRT-RTX" in out.getvalue()
+    run = run_samples(bundle)
+    assert run.ok
+    assert "with TensorRT-RTX" in "\n".join(run.lines())

@@ -136,7 +136,7 @@ def prewarm(
     extra: list[Mapping[str, Sequence[int]]] = (
         [shapes] if isinstance(shapes, Mapping) else list(shapes or ())
     )
-    with _bundle.open(src) as b:
+    with _bundle.open_bundle(src) as b:
         infos = [b.manifest.engine(engine)] if engine is not None else list(b.manifest.engines)
     plans = [(info, shape_sets(info, extra)) for info in infos]
 

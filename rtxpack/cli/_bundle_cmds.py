@@ -216,7 +216,7 @@ def render_summary(data: dict[str, Any], path: str) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    data = _bundle.inspect(args.bundle)
+    data = _bundle.inspect_bundle(args.bundle)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -225,7 +225,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    with _bundle.open(args.bundle) as b:
+    with _bundle.open_bundle(args.bundle) as b:
         b.verify()
         total = sum(s.size for s in b.manifest.sections)
         print(
@@ -235,12 +235,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.run:
         from .._samples import run_samples
 
-        return run_samples(args.bundle, engine=args.engine, device=args.device, out=sys.stdout)
+        run = run_samples(args.bundle, engine=args.engine, device=args.device)
+        for line in run.lines():
+            print(line)
+        return 0 if run.ok else 1
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    with _bundle.open(args.bundle) as b:
+    with _bundle.open_bundle(args.bundle) as b:
         if args.file is not None:
             data: Any = b.read_file(args.file)
         elif args.source:

@@ -153,7 +153,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _rows(bundle_path: Path) -> list[dict[str, Any]]:
-    with _bundle.open(bundle_path) as b:
+    with _bundle.open_bundle(bundle_path) as b:
         return [
             {
                 "id": c.id,

@@ -35,7 +35,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.info, args.output, name=args.name, engine=args.engine
     )
 
-    with _bundle.open(path) as b:
+    with _bundle.open_bundle(path) as b:
         layout = b.manifest.metadata.get("torch_tensorrt.layout", "?")
         info = b.manifest.engines[0]
     print(

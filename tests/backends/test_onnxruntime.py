@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
@@ -87,9 +86,9 @@ def test_several_outputs_come_back_as_tuple_or_dict(tmp_path: Path) -> None:
 
 def test_verify_run_passes_on_stored_samples(torch_bundle) -> None:
     path, _ = torch_bundle  # a torch source with example inputs stores samples by default
-    out = io.StringIO()
-    assert run_samples(path, out=out) == 0
-    text = out.getvalue()
+    run = run_samples(path)
+    assert run.ok and run.failed == 0 and [o.name for o in run.outputs] == ["relu"]
+    text = "\n".join(run.lines())
     assert "with ONNX Runtime" in text and "note:" in text  # says the fallback was taken
     assert "all 1 output(s) match" in text
 
@@ -112,17 +111,18 @@ def test_verify_run_fails_when_outputs_differ(torch_bundle, monkeypatch) -> None
 
     # run_samples imports load when called, so it picks up this replacement.
     monkeypatch.setattr(rtxpack._loader, "load", lambda *a, **k: Off(quiet_load(path)))
-    out = io.StringIO()
-    assert run_samples(path, out=out) == 1
-    assert "FAIL" in out.getvalue() and "differ" in out.getvalue()
+    run = run_samples(path)
+    assert not run.ok and run.failed == 1 and not run.outputs[0].ok
+    text = "\n".join(run.lines())
+    assert "FAIL" in text and "1 of 1 output(s) differ" in text
 
 
 def test_verify_run_without_samples_is_a_clear_failure(onnx_mlp: Path, tmp_path: Path) -> None:
     path = tmp_path / "nosamples.rtxpack"
     rtxpack.save(onnx_mlp, path, shapes={"x": ((1, 16), (4, 16), (8, 16))})
-    out = io.StringIO()
-    assert run_samples(path, out=out) == 1
-    assert "no samples" in out.getvalue()
+    run = run_samples(path)
+    assert not run.ok and run.outputs == ()
+    assert run.problem is not None and "no samples" in run.problem
 
 
 def test_cli_verify_run_exit_codes(onnx_bundle: Path, capsys) -> None:
@@ -130,6 +130,9 @@ def test_cli_verify_run_exit_codes(onnx_bundle: Path, capsys) -> None:
 
     assert main(["verify", "--run", str(onnx_bundle)]) == 0
     assert "match" in capsys.readouterr().out
+    # run_samples itself prints nothing: the CLI does
+    run_samples(onnx_bundle)
+    assert capsys.readouterr() == ("", "")
 
 
 def test_compare_tolerances() -> None:
