@@ -25,8 +25,7 @@ from typing import Any, BinaryIO
 
 from .._build.engine import current_platform
 from .._build.header import sniff_engine_header
-from .._bundle import Bundle
-from .._bundle import open as open_bundle
+from .._bundle import Bundle, open_bundle
 from .._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError
 from .._format import container
 from .._format.manifest import (

@@ -35,7 +35,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     path = epcontext.import_epcontext(args.model, args.output, source=args.source)
-    with _bundle.open(path) as b:
+    with _bundle.open_bundle(path) as b:
         names = ", ".join(f"{e.name!r} (TensorRT-RTX {e.trt_version})" for e in b.manifest.engines)
     print(terminal_safe(f"imported {names} into {path}"))
     return 0
