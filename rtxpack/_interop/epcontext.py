@@ -55,9 +55,11 @@ __all__ = [
 EP_NAME = "NvTensorRTRTXExecutionProvider"
 EPCONTEXT_OP = "EPContext"
 EPCONTEXT_DOMAIN = "com.microsoft"
-#: ``source`` values that name the TensorRT-RTX provider (its ONNX Runtime name, the plugin
-#: package's registration name); compared case-insensitively. Absent or empty is accepted too.
-_SOURCES = {"nvtensorrtrtxexecutionprovider", "nv_tensorrt_rtx"}
+#: ``source`` names the EP that wrote a node. The provider's name is spelled several ways
+#: (``NvTensorRTRTXExecutionProvider``, the plugin's ``nv_tensorrt_rtx``, ``NvTensorRtRtx...``):
+#: a source is TensorRT-RTX's when, lower-cased and without punctuation, it contains this.
+#: TensorRT's own ``TensorrtExecutionProvider`` does not. Absent or empty is accepted too.
+_SOURCE_KEY = "tensorrtrtx"
 #: The model-level metadata key under which rtxpack keeps what ONNX cannot express (profiles,
 #: runtime strategy, platform), so that bundle -> EPContext -> bundle loses nothing.
 METADATA_KEY = "rtxpack.epcontext"
@@ -707,7 +709,7 @@ def _nodes(onnx: Any, model: Any, path: Path, limits: EpContextLimits) -> list[_
         if n.domain != EPCONTEXT_DOMAIN:
             raise _bad(here, f"domain {_shown(n.domain)}", f"{EPCONTEXT_DOMAIN!r}")
         attrs = _attributes(onnx, n, here, limits)
-        if attrs.source and attrs.source.lower() not in _SOURCES:
+        if attrs.source and _SOURCE_KEY not in re.sub(r"[^a-z0-9]", "", attrs.source.lower()):
             raise _bad(
                 here,
                 f"source {_shown(attrs.source)}",
@@ -835,10 +837,10 @@ def import_epcontext(
                 head = data[:64]
                 idx = writer.add_bytes("engine", node.name, data)
             else:
-                f, size = handle
-                head = f.read(64)
-                f.seek(0)
-                idx = writer.add_chunks("engine", node.name, _chunks(f, size, str(node.external)))
+                fin, size = handle
+                head = fin.read(64)
+                fin.seek(0)
+                idx = writer.add_chunks("engine", node.name, _chunks(fin, size, str(node.external)))
             header = sniff_engine_header(head)
             assert header is not None  # checked above
             ext = node.extras

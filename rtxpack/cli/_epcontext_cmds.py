@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import _bundle
 from .._interop import epcontext
-from ._bundle_cmds import terminal_safe
+from ._bundle_cmds import add_strategy_args, strategy_from_args, terminal_safe
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -34,7 +34,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    path = epcontext.import_epcontext(args.model, args.output, source=args.source)
+    flags = (args.dynamic_shapes_strategy, args.cuda_graph_strategy, args.allocation_strategy)
+    # Without flags, the runtime settings rtxpack recorded in the model (if any) are kept.
+    strategy = strategy_from_args(args) if any(flags) else None
+    path = epcontext.import_epcontext(
+        args.model, args.output, source=args.source, strategy=strategy
+    )
     with _bundle.open_bundle(path) as b:
         names = ", ".join(f"{e.name!r} (TensorRT-RTX {e.trt_version})" for e in b.manifest.engines)
     print(terminal_safe(f"imported {names} into {path}"))
@@ -78,4 +83,5 @@ def register(sub: Any) -> None:
     p.add_argument("model", help="the EPContext model (.onnx); external engines beside it")
     p.add_argument("-o", "--output", required=True, help="the bundle to write")
     p.add_argument("--source", metavar="ONNX", help="the ONNX model the engine was compiled from")
+    add_strategy_args(p)
     p.set_defaults(func=cmd_import)

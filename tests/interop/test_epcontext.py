@@ -259,6 +259,18 @@ def test_import_a_plugin_style_model(tmp_path: Path, mlp_engine: bytes) -> None:
         assert record["hardware_architecture"] == "80+" and record["main_context"] == 0
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["", "NvTensorRTRTXExecutionProvider", "nv_tensorrt_rtx", "NvTensorRtRtxExecutionProvider"],
+)
+def test_every_spelling_of_the_provider_is_accepted(
+    tmp_path: Path, mlp_engine: bytes, source: str
+) -> None:
+    path = _save(_model([_ctx(mlp_engine, source=source)]), tmp_path / "m.onnx")
+    with rtxpack.open(import_epcontext(path, tmp_path / "b.rtxpack")) as b:
+        assert bytes(b.read_engine()) == mlp_engine
+
+
 def test_import_several_nodes_external_in_subfolder(tmp_path: Path, mlp_engine: bytes) -> None:
     from conftest import build_mlp_engine
 
@@ -328,6 +340,10 @@ HOSTILE: dict[str, tuple[Callable[[bytes], onnx.ModelProto | bytes], str]] = {
         "main_context 0",
     ),
     "wrong domain": (lambda e: _model([_ctx(e, domain="ai.onnx.ml")]), "domain"),
+    "TensorRT's provider": (
+        lambda e: _model([_ctx(e, source="TensorrtExecutionProvider")]),
+        "another execution provider",
+    ),
     "another provider": (
         lambda e: _model([_ctx(e, source="QNNExecutionProvider")]),
         "another execution provider",
@@ -520,6 +536,11 @@ def test_cli_export_and_import(
     )
     assert "imported 'main'" in capsys.readouterr().out
     assert _signature(tmp_path / "c.rtxpack") == _signature(onnx_bundle)
+    graphs = ["--cuda-graph-strategy", "whole_graph_capture"]
+    assert main(["import-epcontext", str(model), "-o", str(tmp_path / "d.rtxpack"), *graphs]) == 0
+    with rtxpack.open(tmp_path / "d.rtxpack") as b:
+        strategy = b.manifest.engine().strategy
+        assert strategy.cuda_graph_strategy is CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--embed"])
     assert exc.value.code == 2  # --embed and --external exclude each other

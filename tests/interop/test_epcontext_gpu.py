@@ -53,6 +53,11 @@ def _skip_reason() -> str | None:
 
 
 REASON = _skip_reason()
+PROFILE = {  # the provider's own spelling of conftest.MLP_SHAPES
+    "nv_profile_min_shapes": "x:1x16",
+    "nv_profile_opt_shapes": "x:4x16",
+    "nv_profile_max_shapes": "x:8x16",
+}
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 
 
@@ -93,3 +98,27 @@ def test_runtime_cache_file_is_named_after_partition_name(
     gc.collect()  # the provider saves the cache when the execution context is destroyed
     assert (cache_dir / "rtxpack_main").is_file()
     assert (cache_dir / "rtxpack_main").stat().st_size > 0
+
+
+@pytest.mark.parametrize("embed", [True, False])
+def test_a_model_compiled_by_the_provider_imports(
+    tmp_path: Path, onnx_mlp: Path, embed: bool
+) -> None:
+    """Import what the provider itself writes (ONNX Runtime's compile API, ORT >= 1.22)."""
+    import onnxruntime as ort
+
+    from rtxpack import import_epcontext
+
+    so = ort.SessionOptions()
+    if EP_NAME in ort.get_available_providers():
+        so.add_provider(EP_NAME, PROFILE)
+    else:
+        so.add_provider_for_devices(_plugin_devices()[0], PROFILE)
+    compiled = tmp_path / "mlp_ctx.onnx"
+    compiler = ort.ModelCompiler(so, str(onnx_mlp), embed_compiled_data_into_model=embed)
+    compiler.compile_to_file(str(compiled))
+    with rtxpack.open(import_epcontext(compiled, tmp_path / "b.rtxpack")) as b:
+        (engine,) = b.manifest.engines
+        assert [t.name for t in engine.inputs] == ["x"]
+        assert [t.name for t in engine.outputs] == ["y"]
+        assert bytes(b.read_engine())[:4] == b"vtrt"
