@@ -351,12 +351,32 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _open_regular(path: Path, what: str, max_bytes: int) -> tuple[int, int]:
-    """Open ``path`` read-only without following a final symlink or blocking on a FIFO; returns
-    (fd, size) after checking that it is a regular file of at most ``max_bytes``."""
+def _open_without_links(path: Path, flags: int) -> int:
+    """Open an absolute path that has no links, one component at a time, refusing a link that
+    appears in any component between a check and this open (where ``dir_fd`` is supported)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow or os.open not in os.supports_dir_fd:  # Windows: only the final component
+        return os.open(path, flags | nofollow)
+    fd = os.open(path.anchor, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in path.parts[1:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(path.name, flags | nofollow, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(
+    path: Path, what: str, max_bytes: int, *, no_links: bool = False
+) -> tuple[int, int]:
+    """Open ``path`` read-only without blocking on a FIFO (and, with ``no_links``, without
+    following any link); returns (fd, size) after checking that it is a regular file of at most
+    ``max_bytes``."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+        fd = _open_without_links(path, flags) if no_links else os.open(path, flags)
     except FileNotFoundError:
         raise InvalidArgumentError(f"{what} {path}: no such file") from None
     except OSError as exc:
@@ -515,8 +535,8 @@ def _open_external(
             f"EPContext model {where}: the engine file {rel} is not in {folder}; copy it beside "
             "the model (external engines travel with their model)"
         )
-    # realpath has no links left; O_NOFOLLOW refuses one that appears after the check.
-    return _open_regular(real, "engine file", limits.max_engine_bytes)
+    # realpath has no links left; a link swapped in after the check is refused at open.
+    return _open_regular(real, "engine file", limits.max_engine_bytes, no_links=True)
 
 
 def _check_engine_head(head: bytes, where: str) -> None:

@@ -595,3 +595,25 @@ def test_mutated_models_only_ever_raise_rtxpack_errors(
         import_epcontext(folder / "m.onnx", folder / "o.rtxpack")
     except RtxpackError:
         assert not (folder / "o.rtxpack").exists()
+
+
+def test_a_link_swapped_in_after_the_check_is_refused(tmp_path: Path, mlp_engine: bytes) -> None:
+    """The engine is opened component by component without following links, so a folder
+    replaced by a link to elsewhere between the containment check and the open is refused."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.engine").write_bytes(mlp_engine)
+    (tmp_path / "d").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ImportFormatError, match="cannot be opened"):
+        epcontext._open_regular(tmp_path / "d" / "e.engine", "engine file", 1 << 30, no_links=True)
+    fd, size = epcontext._open_regular(
+        tmp_path / "elsewhere" / "e.engine", "engine file", 1 << 30, no_links=True
+    )
+    os.close(fd)
+    assert size == len(mlp_engine)
+
+
+def test_the_model_itself_may_be_a_link(tmp_path: Path, mlp_engine: bytes) -> None:
+    real = _save(_model([_ctx(mlp_engine)]), tmp_path / "real.onnx")
+    (tmp_path / "link.onnx").symlink_to(real)
+    with rtxpack.open(import_epcontext(tmp_path / "link.onnx", tmp_path / "b.rtxpack")) as b:
+        assert bytes(b.read_engine()) == mlp_engine
