@@ -11,6 +11,7 @@ the file and against ``Limits`` before it is used.
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import secrets
@@ -59,6 +60,8 @@ HEADER_SIZE = 64
 ALIGNMENT = 4096
 _CHUNK = 8 * 1024 * 1024
 _PAD = bytes(ALIGNMENT)
+_MAX_WINDOW = 2**27  # docs/format.md: a zstd section needs a window of at most 128 MiB
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 assert _HEADER.size == HEADER_SIZE
 
 
@@ -213,14 +216,8 @@ class BundleWriter:
         self._align()
         start = self._pos
         view = source.raw_view(section)
-        h = _hasher()
-        if section.codec == "stored":
-            h.update(view)
-            got = "blake3:" + h.hexdigest()
-            if got != section.digest:
-                raise _integrity(section, got, source.path)
-        else:
-            source.decode(section)  # verifies the digest of the decoded bytes
+        for _ in source.iter_decoded(section):  # checks the frame, size and digest, streaming
+            pass
         for i in range(0, len(view), _CHUNK):
             self._f.write(view[i : i + _CHUNK])
         self._pos = self._f.tell()
@@ -298,6 +295,31 @@ class BundleWriter:
 # Reading
 
 
+def zstd_frame_length(data: memoryview | bytes) -> int | None:
+    """The length of the zstd frame at the start of ``data``, from its headers alone (RFC 8878,
+    3.1.1; no decoding), or None if ``data`` does not start with one complete zstd frame."""
+    n = len(data)
+    if n < 6 or bytes(data[:4]) != _ZSTD_MAGIC:
+        return None
+    descriptor = data[4]
+    fcs_flag, single, reserved = descriptor >> 6, (descriptor >> 5) & 1, (descriptor >> 3) & 1
+    checksum, dictionary = (descriptor >> 2) & 1, descriptor & 3
+    if reserved:
+        return None
+    pos = 5 + (1 - single) + (0, 1, 2, 4)[dictionary] + (single, 2, 4, 8)[fcs_flag]
+    last = 0
+    while not last:
+        if pos + 3 > n:
+            return None
+        header = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        if kind == 3:  # reserved block type
+            return None
+        pos += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
+    pos += 4 * checksum
+    return pos if pos <= n else None
+
+
 def _integrity(section: Section, got: str, path: str | os.PathLike[str] | None) -> IntegrityError:
     return IntegrityError(
         f"section {section.kind}/{section.name!r} is corrupted: its digest is {got}, "
@@ -357,14 +379,14 @@ def parse_header(raw: bytes, file_size: int, limits: Limits, where: str) -> Head
 def check_sections(
     sections: tuple[Section, ...], data_end: int, limits: Limits, where: str
 ) -> None:
-    """Every section lies inside the data area, aligned, without overlap, with bounded sizes."""
-    prev_end = HEADER_SIZE
-    for s in sorted(sections, key=lambda s: s.offset):
+    """docs/format.md's open-time section rules: every section lies aligned inside the data area,
+    non-empty sections do not overlap (whatever the list order), sizes are bounded."""
+    for s in sections:
         label = f"{where}: section {s.kind}/{s.name!r}"
-        if s.offset % ALIGNMENT or s.offset < prev_end or s.offset + s.length > data_end:
+        if s.offset % ALIGNMENT or s.offset < HEADER_SIZE or s.offset + s.length > data_end:
             raise DamagedBundleError(
-                f"{label} claims bytes {s.offset}..{s.offset + s.length}, expected an aligned "
-                f"range inside {HEADER_SIZE}..{data_end} that overlaps no other section; "
+                f"{label} claims bytes {s.offset}..{s.offset + s.length}, expected an aligned range "
+                f"(offset a multiple of {ALIGNMENT}) inside {HEADER_SIZE}..{data_end}; "
                 "the bundle is damaged"
             )
         if s.codec == "stored" and s.size != s.length:
@@ -372,33 +394,137 @@ def check_sections(
                 f"{label} is stored but claims {s.size} decoded bytes from {s.length}; "
                 "the bundle is damaged"
             )
-        if s.codec == "zstd" and s.size > max(s.length, 1) * limits.max_zstd_ratio:
+        if s.codec == "zstd" and s.length == 0:
+            raise DamagedBundleError(
+                f"{label} is an empty zstd section, expected one zstd frame; the bundle is damaged"
+            )
+        if s.codec == "zstd" and s.size > s.length * limits.max_zstd_ratio:
             raise DamagedBundleError(
                 f"{label} claims {s.size} bytes from {s.length} compressed bytes, more than "
                 f"zstd can produce ({limits.max_zstd_ratio}x); the bundle is damaged or hostile"
             )
-        prev_end = s.offset + s.length
+    filled = sorted((s.offset, s.offset + s.length, i) for i, s in enumerate(sections) if s.length)
+    for (_, end, i), (start, _, j) in zip(filled, filled[1:]):
+        if start < end:
+            a, b = sections[i], sections[j]
+            raise DamagedBundleError(
+                f"{where}: section {b.kind}/{b.name!r} (bytes {b.offset}..{b.offset + b.length}) "
+                f"overlaps section {a.kind}/{a.name!r} (bytes {a.offset}..{a.offset + a.length}); "
+                "the bundle is damaged or hostile"
+            )
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _pairs(items: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out = dict(items)
+    if len(out) != len(items):
+        seen: set[Any] = set()
+        raise _Duplicate(next(k for k, _ in items if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return out
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"an ext value (type {code})")
 
 
 def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
-    """Decode manifest bytes with msgpack's own limits (before any typed validation)."""
+    """Decode manifest bytes (docs/format.md, "Manifest encoding"): one msgpack object with
+    msgpack's limits, no duplicate keys, no bin or ext values, string keys, finite floats,
+    bounded strings and nesting. Typed validation is Manifest.from_dict's."""
     try:
-        return msgpack.unpackb(
+        data = msgpack.unpackb(
             blob,
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_str_len=limits.max_metadata_bytes,
-            max_bin_len=limits.max_metadata_bytes,
-            max_array_len=max(limits.max_sections, limits.max_caches, 4096),
-            max_map_len=max(limits.max_metadata_entries, limits.max_io_tensors, 64),
+            object_pairs_hook=_pairs,
+            ext_hook=_refuse_ext,
+            max_str_len=4 * limits.max_string,  # UTF-8: at most 4 bytes per code point
+            max_bin_len=4 * limits.max_string,  # refused below, with the field's name
+            max_array_len=limits.max_array,
+            max_map_len=limits.max_map,
             max_ext_len=0,
         )
+    except _Duplicate as dup:
+        key = _shown(dup.args[0])
+        raise DamagedBundleError(
+            f"{where}: the manifest holds a map with the key {key} more than once; "
+            "the bundle is damaged or hostile"
+        ) from None
     except Exception as exc:  # msgpack raises several types; all mean a bad manifest
         raise DamagedBundleError(
             f"{where}: the manifest is not valid msgpack within rtxpack's limits "
-            f"({type(exc).__name__}: {exc}); the bundle is damaged or hostile"
+            f"({type(exc).__name__}: {_shown(str(exc))}); the bundle is damaged or hostile"
         ) from None
+    bad = _first_not_plain(data, limits)
+    if bad is not None:
+        raise DamagedBundleError(
+            f"{where}: invalid bundle manifest: {bad}; the bundle is damaged or hostile"
+        )
+    return data
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_not_plain(root: Any, limits: Limits) -> str | None:
+    """What breaks the manifest encoding rules first, or None. One pass, no copies; the path to
+    the offending value is only worked out when there is one."""
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    max_string, max_depth = limits.max_string, limits.max_depth
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            if depth > max_depth:
+                return _at(root, value, f"data nested at most {max_depth} levels deep")
+            for k, v in value.items():
+                if type(k) is not str:
+                    return _at(root, value, f"string map keys (found key {_shown(k)})")
+                if len(k) > max_string:
+                    return _at(root, value, f"keys of at most {max_string} code points")
+                stack.append((v, depth + 1))
+        elif kind is list:
+            if depth > max_depth:
+                return _at(root, value, f"data nested at most {max_depth} levels deep")
+            stack.extend((v, depth + 1) for v in value)
+        elif kind is str:
+            if len(value) > max_string:
+                return _at(root, value, f"a string of at most {max_string} code points")
+        elif kind is float:
+            if not math.isfinite(value):
+                return _at(root, value, "a finite number (no NaN or infinity)")
+        elif value is not None and kind not in (bool, int):
+            return _at(root, value, "nil, bool, int, float, string, list or map (no bin or ext)")
+    return None
+
+
+def _at(root: Any, target: Any, expected: str) -> str:
+    path = _path_to(root, target, "", 0) or "manifest"
+    return f"{path or 'manifest'} is {_shown(target)}, expected {expected}"
+
+
+def _path_to(node: Any, target: Any, path: str, depth: int) -> str | None:
+    """Where ``target`` (by identity) is in ``node``: ``engines[0].name`` (for messages only)."""
+    if node is target:
+        return path
+    if depth > 40:
+        return None
+    items = node.items() if type(node) is dict else enumerate(node) if type(node) is list else ()
+    for k, v in items:
+        if isinstance(k, str) and k.isidentifier():
+            sub = f"{path}.{k}" if path else k
+        else:
+            sub = f"{path}[{k!r}]"
+        found = _path_to(v, target, sub, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 class BundleFile:
@@ -469,46 +595,93 @@ class BundleFile:
         """The section's decoded bytes, digest-checked unless ``verify=False``.
 
         A stored section comes back as a read-only memoryview of the memory-mapped file: no copy.
+        A zstd section is decoded into memory (at most its declared size); to verify or extract
+        a section of any size in bounded memory, use ``iter_decoded``.
         """
-        view = self.raw_view(section)
         if section.codec == "stored":
-            out: memoryview | bytes = view
-        else:
-            out = self._decompress(section, view)
-        if verify:
-            got = digest(out)
-            if got != section.digest:
-                raise _integrity(section, got, self.path)
-        return out
-
-    def _decompress(self, section: Section, view: memoryview) -> memoryview:
-        # Read bounded chunks of output and stop one byte past the declared size: a section that
-        # claims more than it holds (or holds more than it claims, e.g. a zstd bomb whose few KB
-        # expand to GBs) never allocates more than its declared size plus one chunk.
-        # (A decompressobj would return everything one input chunk expands to, at once.)
+            view = self.raw_view(section)
+            if verify:
+                got = digest(view)
+                if got != section.digest:
+                    raise _integrity(section, got, self.path)
+            return view
         out = bytearray()
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(view, read_across_frames=False)
+            for chunk in self.iter_decoded(section, verify=verify):
+                out += chunk
+        except MemoryError:
+            del out
+            raise InvalidArgumentError(
+                f"section {section.kind}/{section.name!r} decodes to {section.size} bytes, more "
+                "than this process can hold in memory; extract it to a file instead "
+                "(rtxpack extract streams it)"
+            ) from None
+        return memoryview(out).toreadonly()  # no second copy of a possibly large section
+
+    def iter_decoded(self, section: Section, *, verify: bool = True) -> Iterator[memoryview | bytes]:
+        """The section's decoded bytes in chunks of at most 8 MiB, in bounded memory whatever the
+        section's size. The size, the zstd frame and (unless ``verify=False``) the digest are
+        checked as the chunks go by; the last check runs before the iterator ends, so a caller
+        must not use what it got until then (write it to a temporary file, for instance)."""
+        view = self.raw_view(section)
+        h = _hasher() if verify else None
+        if section.codec == "stored":
+            for i in range(0, len(view), _CHUNK):
+                chunk = view[i : i + _CHUNK]
+                if h is not None:
+                    h.update(chunk)
+                yield chunk
+        else:
+            yield from self._iter_zstd(section, view, h)
+        if h is not None:
+            got = "blake3:" + h.hexdigest()
+            if got != section.digest:
+                raise _integrity(section, got, self.path)
+
+    def _iter_zstd(self, section: Section, view: memoryview, h: Any) -> Iterator[bytes]:
+        label = f"section {section.kind}/{section.name!r}"
+        end = zstd_frame_length(view)
+        if end != len(view):
+            found = (
+                "does not start with one complete zstd frame"
+                if end is None
+                else f"holds {len(view) - end} bytes after its zstd frame"
+            )
+            raise DamagedBundleError(
+                f"{label} {found}, expected exactly one zstd frame ({len(view)} bytes); "
+                "the bundle is damaged or hostile"
+            )
+        # Read bounded chunks of output and stop one byte past the declared size: a section that
+        # holds more than it claims (a zstd bomb whose few KB expand to GBs) never produces more
+        # than its declared size plus one byte. (A decompressobj returns everything one input
+        # chunk expands to, at once.)
+        produced = 0
+        try:
+            reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(
+                view, read_across_frames=False
+            )
             with reader:
-                while len(out) <= section.size:
-                    chunk = reader.read(min(section.size + 1 - len(out), _CHUNK))
+                while True:
+                    chunk = reader.read(min(section.size + 1 - produced, _CHUNK))
                     if not chunk:
                         break
-                    out += chunk
+                    produced += len(chunk)
+                    if produced > section.size:
+                        break
+                    if h is not None:
+                        h.update(chunk)
+                    yield chunk
         except zstandard.ZstdError as exc:
             raise DamagedBundleError(
-                f"section {section.kind}/{section.name!r} is not valid zstd ({exc}); "
-                "the bundle is damaged",
+                f"{label} is not a valid zstd frame ({exc}); the bundle is damaged",
                 path=self.path,
             ) from None
-        if len(out) != section.size:
+        if produced != section.size:
             raise DamagedBundleError(
-                f"section {section.kind}/{section.name!r} decodes to "
-                f"{'more than ' if len(out) > section.size else ''}{len(out)} bytes, "
-                f"the manifest says {section.size}; the bundle is damaged",
+                f"{label} decodes to {'more than ' if produced > section.size else ''}"
+                f"{produced} bytes, the manifest says {section.size}; the bundle is damaged",
                 path=self.path,
             )
-        return memoryview(out).toreadonly()  # no second copy of a possibly large section
 
     def close(self) -> None:
         if self._mmap is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._exceptions import DamagedBundleError
 from .._strategy import RuntimeStrategy
+from .._text import is_printable
 
 __all__ = [
     "DTYPES",
@@ -50,6 +51,11 @@ DTYPES = (
     "float8_e8m0fnu",
 )
 OS_NAMES = ("linux", "windows")
+STRATEGY_KEYS = (
+    "dynamic_shapes_kernel_specialization_strategy",
+    "cuda_graph_strategy",
+    "execution_context_allocation_strategy",
+)
 DIGEST_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}$")
 CC_RE = re.compile(r"^[0-9]{1,2}\.[0-9]{1,2}$")
@@ -59,20 +65,28 @@ CC_RE = re.compile(r"^[0-9]{1,2}\.[0-9]{1,2}$")
 class Limits:
     """Bounds on everything a bundle's author controls (msgpack-python style).
 
-    The defaults fit any real deployment; pass your own to ``rtxpack.open(..., limits=...)``.
+    docs/format.md's Limits table is the prose form of these defaults and the schema holds the same
+    numbers (a test checks all three agree). Pass your own to ``rtxpack.open(..., limits=...)``.
     """
 
     max_manifest_bytes: int = 16 * 1024 * 1024
     max_sections: int = 4096
     max_engines: int = 256
     max_caches: int = 1024
-    max_io_tensors: int = 1024
+    max_files: int = 1024
+    max_metadata_entries: int = 1024
+    max_migrations: int = 1024
+    max_io_tensors: int = 1024  # inputs, outputs; entries of a profile or a cache's shape map
     max_profiles: int = 64
+    max_compute_capabilities: int = 64
+    max_cache_shapes: int = 1024
     max_rank: int = 16
     max_dim: int = 2**40
-    max_string: int = 4096
-    max_metadata_entries: int = 1024
-    max_metadata_bytes: int = 1024 * 1024
+    max_string: int = 4096  # code points
+    max_name: int = 256  # code points
+    max_depth: int = 32  # levels of arrays and maps below the manifest map
+    max_array: int = 4096  # items of any msgpack array
+    max_map: int = 1024  # entries of any msgpack map
     max_decoded_section: int = 64 * 1024**3  # bytes after decompression
     max_zstd_ratio: int = 32768  # zstd cannot expand input by more than this
 
@@ -108,16 +122,19 @@ def _req(data: dict[str, Any], key: str, where: str) -> Any:
 
 def _str(value: Any, where: str, limits: Limits, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or len(value) > limits.max_string:
-        raise _fail(where, value, f"a string of at most {limits.max_string} characters")
+        raise _fail(where, value, f"a string of at most {limits.max_string} characters (code points)")
     if pattern is not None and not pattern.fullmatch(value):
         raise _fail(where, value, f"a string matching {pattern.pattern}")
     return value
 
 
-def _name(value: Any, where: str) -> str:
-    """Names (engines, sections, caches, files): 1 to 256 printable characters, as save() allows."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 256 or not value.isprintable():
-        raise _fail(where, value, "a name of 1 to 256 printable characters")
+def _name(value: Any, where: str, limits: Limits) -> str:
+    """Names (engines, sections, caches, files): 1 to 256 printable code points (docs/format.md,
+    "Names": printable is a fixed table, the same on every Python version)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= limits.max_name or not is_printable(value):
+        raise _fail(
+            where, value, f"a name of 1 to {limits.max_name} printable characters (code points)"
+        )
     return value
 
 
@@ -172,23 +189,36 @@ def _plain_metadata(value: Any, where: str, limits: Limits) -> dict[str, str]:
     return out
 
 
-def _plain(value: Any, where: str, depth: int = 0) -> Any:
-    """An unknown field (from a newer minor version): JSON-like data, nested at most 32 deep.
-
-    So that it can be kept, written back and printed by ``rtxpack inspect --json``.
-    """
-    if depth > 32:
-        raise _fail(where, "deeper nesting", "data nested at most 32 levels deep")
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        return [_plain(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        for k in value:
-            if not isinstance(k, str):
-                raise _fail(f"{where} key", k, "a string")
-        return {k: _plain(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
-    raise _fail(where, type(value).__name__, "nil, bool, int, float, string, list or map")
+def _check_profiles(
+    inputs: tuple[TensorSpec, ...], profiles: list[dict[str, ShapeRange]], where: str
+) -> None:
+    """docs/format.md, [rule engine.profiles]: profiles agree with the inputs they range over."""
+    if not inputs:
+        if profiles:
+            raise _fail(where, f"{len(profiles)} profiles", "no profile when no input is recorded")
+        return
+    by_name = {t.name: t for t in inputs}
+    dynamic = [t.name for t in inputs if -1 in t.shape]
+    if dynamic and not profiles:
+        raise _fail(where, "no profile", f"a profile for the dynamic input {dynamic[0]!r}")
+    for i, profile in enumerate(profiles):
+        for name in dynamic:
+            if name not in profile:
+                raise _fail(f"{where}[{i}]", sorted(profile), f"a profile range for {name!r}")
+        for name, rng in profile.items():
+            spec = by_name.get(name)
+            if spec is None:
+                raise _fail(f"{where}[{i}] key", name, "the name of an input of the engine")
+            if len(rng.min) != len(spec.shape) or any(
+                d != -1 and not lo == opt == hi == d
+                for d, lo, opt, hi in zip(spec.shape, rng.min, rng.opt, rng.max)
+            ):
+                raise _fail(
+                    f"{where}[{i}][{name!r}]",
+                    rng.to_dict(),
+                    f"a profile range of the input's shape {list(spec.shape)} (static "
+                    "dimensions equal in min, opt and max)",
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +253,7 @@ class Section:
         kind = _str(_req(d, "kind", where), f"{where}.kind", limits)
         return cls(
             kind=kind,
-            name=_name(_req(d, "name", where), f"{where}.name"),
+            name=_name(_req(d, "name", where), f"{where}.name", limits),
             offset=_int(_req(d, "offset", where), f"{where}.offset", 0, 2**63 - 1),
             length=_int(_req(d, "length", where), f"{where}.length", 0, 2**63 - 1),
             codec=_choice(_req(d, "codec", where), f"{where}.codec", CODECS),
@@ -384,22 +414,29 @@ class EngineInfo:
                     for k, v in pm.items()
                 }
             )
+        _check_profiles(inputs, profiles, f"{where}.profiles")
+        raw_strategy = _map(_req(d, "strategy", where), f"{where}.strategy")
+        missing = [k for k in STRATEGY_KEYS if k not in raw_strategy]
+        if missing:
+            raise _fail(f"{where}.strategy", raw_strategy, f"a strategy with {', '.join(missing)}")
         try:
-            strategy = RuntimeStrategy.from_dict(_req(d, "strategy", where))
+            strategy = RuntimeStrategy.from_dict(raw_strategy)
         except Exception as exc:  # InvalidArgumentError from the enums
-            raise _fail(f"{where}.strategy", d.get("strategy"), str(exc)) from None
+            raise _fail(f"{where}.strategy", raw_strategy, str(exc)) from None
         source = d.get("source")
         samples = d.get("samples")
         source_digest = d.get("source_digest")
         return cls(
-            name=_name(_req(d, "name", where), f"{where}.name"),
+            name=_name(_req(d, "name", where), f"{where}.name", limits),
             section=_section_ref(_req(d, "section", where), f"{where}.section", sections, "engine"),
             trt_version=_str(_req(d, "trt_version", where), f"{where}.trt_version", limits),
             compute_capabilities=tuple(
                 _str(c, f"{where}.compute_capabilities[{i}]", limits, CC_RE)
                 for i, c in enumerate(
                     _list(
-                        _req(d, "compute_capabilities", where), f"{where}.compute_capabilities", 64
+                        _req(d, "compute_capabilities", where),
+                        f"{where}.compute_capabilities",
+                        limits.max_compute_capabilities,
                     )
                 )
             ),
@@ -450,7 +487,7 @@ class CacheInfo:
     ) -> CacheInfo:
         d = _map(data, where)
         shapes = []
-        for i, s in enumerate(_list(d.get("shapes", []), f"{where}.shapes", 4096)):
+        for i, s in enumerate(_list(d.get("shapes", []), f"{where}.shapes", limits.max_cache_shapes)):
             sm = _map(s, f"{where}.shapes[{i}]")
             if len(sm) > limits.max_io_tensors:
                 raise _fail(f"{where}.shapes[{i}]", len(sm), f"at most {limits.max_io_tensors}")
@@ -463,7 +500,7 @@ class CacheInfo:
                 }
             )
         return cls(
-            id=_name(_req(d, "id", where), f"{where}.id"),
+            id=_name(_req(d, "id", where), f"{where}.id", limits),
             engine=_str(_req(d, "engine", where), f"{where}.engine", limits),
             section=_section_ref(
                 _req(d, "section", where), f"{where}.section", sections, "runtime_cache"
@@ -572,15 +609,15 @@ class Manifest:
             for i, c in enumerate(_list(d.get("caches", []), "caches", limits.max_caches))
         )
         files_map = _map(d.get("files", {}), "files")
-        if len(files_map) > limits.max_sections:
-            raise _fail("files", len(files_map), f"at most {limits.max_sections} entries")
+        if len(files_map) > limits.max_files:
+            raise _fail("files", f"{len(files_map)} entries", f"at most {limits.max_files}")
         files = {
-            _name(k, "files key"): _section_ref(v, f"files[{k!r}]", sections, "file")
+            _name(k, "files key", limits): _section_ref(v, f"files[{k!r}]", sections, "file")
             for k, v in files_map.items()
         }
         migrations = tuple(
             Migration.from_dict(m, f"migrations[{i}]", limits)
-            for i, m in enumerate(_list(d.get("migrations", []), "migrations", 1024))
+            for i, m in enumerate(_list(d.get("migrations", []), "migrations", limits.max_migrations))
         )
         known = {
             "rtxpack_version",
@@ -592,9 +629,9 @@ class Manifest:
             "metadata",
             "migrations",
         }
-        extra = {
-            _str(k, "manifest key", limits): _plain(v, k, 1) for k, v in d.items() if k not in known
-        }
+        # Unknown keys were checked as plain data when the manifest was decoded
+        # (container.unpack_manifest); they are kept as read, not copied.
+        extra = {k: v for k, v in d.items() if k not in known}
         manifest = cls(
             rtxpack_version=_str(_req(d, "rtxpack_version", "manifest"), "rtxpack_version", limits),
             created_at=_str(_req(d, "created_at", "manifest"), "created_at", limits),
