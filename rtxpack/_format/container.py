@@ -14,17 +14,25 @@ import contextlib
 import math
 import mmap
 import os
+import re
 import secrets
 import stat
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import blake3
+import filelock
 import msgpack
 import zstandard
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from .._exceptions import (
     BundleFormatError,
@@ -87,42 +95,142 @@ def digest(data: bytes | bytearray | memoryview) -> str:
 # Writing
 
 
+_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+#: How long a rewrite waits for another process rewriting the same bundle.
+REWRITE_LOCK_SECONDS = 600.0
+
+
+def _checked_path(path: str | os.PathLike[str]) -> Path:
+    text = os.fspath(path)
+    if "\0" in str(text):
+        raise InvalidArgumentError(f"the path {str(text)!r} contains a NUL byte; give a real path")
+    return Path(text)
+
+
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """Where writing ``path`` lands: a symlink is followed (an in-place edit through a link
+    updates the file it points to, as ``cp`` does), and an existing FIFO, device, socket or folder
+    is refused rather than replaced by a regular file."""
+    path = _checked_path(path)
+    real = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", path=path) from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise OutputError(
+            f"cannot write {path}: it is {what}, not a regular file; rtxpack writes bundles and "
+            "extracted files only to regular files — choose another output path",
+            path=path,
+        )
+    return real
+
+
+def _lock_temp(fd: int) -> None:
+    """A writer holds an exclusive lock on its temporary file while it lives (POSIX), so that
+    ``remove_stale_temporaries`` can tell a killed writer's leftovers from a live one's."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Remove ``.NAME.<12 hex>.tmp`` files that no live writer holds (writers killed by SIGKILL,
+    the OOM killer or a power loss leave them). A live writer holds a lock on its temporary file
+    until it renames or removes it, and the kernel drops the lock when a process dies, so a file
+    whose lock can be taken has no writer. POSIX only (Windows does not let an open file be
+    removed anyway). Returns the names removed."""
+    if fcntl is None:
+        return []
+    removed = []
+    try:
+        entries = [e.name for e in os.scandir(directory) if _TEMP_RE.match(e.name)]
+    except OSError:
+        return []
+    for name in entries:
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it
+            if os.stat(path, follow_symlinks=False).st_ino == st.st_ino:
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _new_temp(directory: Path, name: str) -> tuple[Path, int]:
+    for _ in range(8):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        # 0o666 & ~umask, as for any new file; a replaced file keeps its own mode (below).
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        _lock_temp(fd)
+        # A cleaner that ran between the create and the lock may have removed it: start again.
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return tmp, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OSError(f"could not create a temporary file in {directory}")
+
+
 @contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Yield a temporary file beside ``path``; on success it replaces ``path`` in one rename.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is
-    left exactly as it was.
+    left exactly as it was. A symlink at ``path`` is followed; a FIFO, device or folder there is
+    refused (``output_target``). The new file gets the replaced file's permission bits (never its
+    setuid, setgid or sticky bits), or 0o666 & ~umask. Temporary files that killed writers left in
+    the folder are removed first (``remove_stale_temporaries``).
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    shown = _checked_path(path)
+    path = output_target(path)
+    directory = path.parent
     if not directory.is_dir():
-        raise InvalidArgumentError(f"cannot write {path}: folder {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        raise InvalidArgumentError(f"cannot write {shown}: folder {directory} does not exist")
+    remove_stale_temporaries(directory)
     try:
-        # 0o666 & ~umask, as for any new file; a replaced file keeps its own mode (below).
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        tmp, fd = _new_temp(directory, path.name)
     except OSError as exc:
         raise OutputError(
-            f"cannot write {path}: {exc.strerror or exc}; choose a folder you can write to",
-            path=path,
+            f"cannot write {shown}: {exc.strerror or exc}; choose a folder you can write to",
+            path=shown,
         ) from None
+    f = os.fdopen(fd, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as f:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) & 0o777)
+            if fcntl is None:
+                f.close()  # Windows does not rename an open file (and has no lock to hold)
+            os.replace(tmp, path)  # POSIX: while the lock is held, so no cleaner takes it
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError) and not isinstance(exc, RtxpackError):
             raise OutputError(
-                f"cannot write {path}: {exc.strerror or exc}; nothing was changed at {path} "
+                f"cannot write {shown}: {exc.strerror or exc}; nothing was changed at {shown} "
                 "(free some space, check permissions, or close programs using the file)",
-                path=path,
+                path=shown,
             ) from None
         raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
@@ -132,6 +240,65 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+
+
+@contextlib.contextmanager
+def rewrite_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Serialize rewrites of one file across processes, from before the source is read until the
+    new file is in place, so that two concurrent ``cache add`` on one bundle both land, one after
+    the other. The lock is ``.NAME.lock`` beside the file (symlinks followed); on POSIX it is
+    removed again when released (a waiter that locked a removed file tries again)."""
+    target = output_target(path)
+    lock_path = target.parent / f".{target.name}.lock"
+    deadline = time.monotonic() + REWRITE_LOCK_SECONDS
+    try:
+        if fcntl is None:
+            with filelock.FileLock(lock_path, timeout=REWRITE_LOCK_SECONDS):
+                yield
+            return
+        fd = _take_lock_file(lock_path, deadline)
+    except (TimeoutError, filelock.Timeout):
+        raise OutputError(
+            f"cannot rewrite {path}: another process has been rewriting it for "
+            f"{REWRITE_LOCK_SECONDS:.0f} s; try again when it is done",
+            path=path,
+        ) from None
+    except OSError as exc:
+        raise OutputError(
+            f"cannot rewrite {path}: cannot create its lock file {lock_path.name} "
+            f"({exc.strerror or exc}); choose a folder you can write to",
+            path=path,
+        ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)  # closing drops the lock
+
+
+def _take_lock_file(lock_path: Path, deadline: float) -> int:
+    assert fcntl is not None
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError from None
+                    time.sleep(0.02)
+            try:
+                if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd  # locked, and still the lock file (its last holder removed another)
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 class BundleWriter:
@@ -531,7 +698,7 @@ class BundleFile:
     """An open bundle file: header and manifest read and checked; sections read on demand."""
 
     def __init__(self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> None:
-        self.path = Path(path)
+        self.path = _checked_path(path)
         self.limits = limits
         self._mmap: mmap.mmap | None = None
         try:
@@ -722,7 +889,7 @@ def rewriting(
     A bundle of a newer format is refused. The source is closed before the rename (Windows will
     not replace an open, mapped file).
     """
-    with atomic_output(Path(dst_path)) as f:
+    with rewrite_lock(dst_path), atomic_output(dst_path) as f:
         src = open_bundle_file(src_path)
         try:
             check_rewritable(src)
