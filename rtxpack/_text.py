@@ -40,6 +40,7 @@ def utc_now() -> str:
     """The current UTC time as the manifest records it: ``2026-01-31T12:00:00Z``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
 #: Code points that names may not contain and that terminal output escapes: Unicode 14.0's
 #: general categories Cc, Cf, Cs, Co, Zs (but U+0020 SPACE), Zl and Zp, frozen here as ranges so
 #: that the rule is the same on every Python version (docs/format.md, "Names").

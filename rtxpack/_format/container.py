@@ -11,6 +11,7 @@ the file and against ``Limits`` before it is used.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import mmap
 import os
@@ -552,8 +553,8 @@ def check_sections(
         label = f"{where}: section {s.kind}/{s.name!r}"
         if s.offset % ALIGNMENT or s.offset < HEADER_SIZE or s.offset + s.length > data_end:
             raise DamagedBundleError(
-                f"{label} claims bytes {s.offset}..{s.offset + s.length}, expected an aligned range "
-                f"(offset a multiple of {ALIGNMENT}) inside {HEADER_SIZE}..{data_end}; "
+                f"{label} claims bytes {s.offset}..{s.offset + s.length}, expected an aligned "
+                f"range (offset a multiple of {ALIGNMENT}) inside {HEADER_SIZE}..{data_end}; "
                 "the bundle is damaged"
             )
         if s.codec == "stored" and s.size != s.length:
@@ -571,7 +572,7 @@ def check_sections(
                 f"zstd can produce ({limits.max_zstd_ratio}x); the bundle is damaged or hostile"
             )
     filled = sorted((s.offset, s.offset + s.length, i) for i, s in enumerate(sections) if s.length)
-    for (_, end, i), (start, _, j) in zip(filled, filled[1:]):
+    for (_, end, i), (start, _, j) in itertools.pairwise(filled):
         if start < end:
             a, b = sections[i], sections[j]
             raise DamagedBundleError(
@@ -589,12 +590,21 @@ def _pairs(items: list[tuple[Any, Any]]) -> dict[Any, Any]:
     out = dict(items)
     if len(out) != len(items):
         seen: set[Any] = set()
-        raise _Duplicate(next(k for k, _ in items if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+        for k, _ in items:
+            if k in seen:
+                raise _Duplicate(k)
+            seen.add(k)
     return out
 
 
-def _refuse_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"an ext value (type {code})")
+class _Ext:
+    """An ext value, kept only to be refused with its place in the manifest."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"<ext type {self.code}>"
 
 
 def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
@@ -605,15 +615,15 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
         data = msgpack.unpackb(
             blob,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=False,  # non-string keys are refused below, with their place
             use_list=True,
             object_pairs_hook=_pairs,
-            ext_hook=_refuse_ext,
+            ext_hook=lambda code, data: _Ext(code),
             max_str_len=4 * limits.max_string,  # UTF-8: at most 4 bytes per code point
             max_bin_len=4 * limits.max_string,  # refused below, with the field's name
             max_array_len=limits.max_array,
             max_map_len=limits.max_map,
-            max_ext_len=0,
+            max_ext_len=4 * limits.max_string,
         )
     except _Duplicate as dup:
         key = _shown(dup.args[0])
@@ -624,7 +634,9 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
     except Exception as exc:  # msgpack raises several types; all mean a bad manifest
         raise DamagedBundleError(
             f"{where}: the manifest is not valid msgpack within rtxpack's limits "
-            f"({type(exc).__name__}: {_shown(str(exc))}); the bundle is damaged or hostile"
+            f"({type(exc).__name__}: {_shown(str(exc))}; at most {limits.max_array} items per "
+            f"array, {limits.max_map} entries per map, {4 * limits.max_string} bytes per "
+            "string); the bundle is damaged or hostile"
         ) from None
     bad = _first_not_plain(data, limits)
     if bad is not None:
@@ -785,7 +797,9 @@ class BundleFile:
             ) from None
         return memoryview(out).toreadonly()  # no second copy of a possibly large section
 
-    def iter_decoded(self, section: Section, *, verify: bool = True) -> Iterator[memoryview | bytes]:
+    def iter_decoded(
+        self, section: Section, *, verify: bool = True
+    ) -> Iterator[memoryview | bytes]:
         """The section's decoded bytes in chunks of at most 8 MiB, in bounded memory whatever the
         section's size. The size, the zstd frame and (unless ``verify=False``) the digest are
         checked as the chunks go by; the last check runs before the iterator ends, so a caller

@@ -122,7 +122,9 @@ def _req(data: dict[str, Any], key: str, where: str) -> Any:
 
 def _str(value: Any, where: str, limits: Limits, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or len(value) > limits.max_string:
-        raise _fail(where, value, f"a string of at most {limits.max_string} characters (code points)")
+        raise _fail(
+            where, value, f"a string of at most {limits.max_string} characters (code points)"
+        )
     if pattern is not None and not pattern.fullmatch(value):
         raise _fail(where, value, f"a string matching {pattern.pattern}")
     return value
@@ -131,7 +133,11 @@ def _str(value: Any, where: str, limits: Limits, pattern: re.Pattern[str] | None
 def _name(value: Any, where: str, limits: Limits) -> str:
     """Names (engines, sections, caches, files): 1 to 256 printable code points (docs/format.md,
     "Names": printable is a fixed table, the same on every Python version)."""
-    if not isinstance(value, str) or not 1 <= len(value) <= limits.max_name or not is_printable(value):
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= limits.max_name
+        or not is_printable(value)
+    ):
         raise _fail(
             where, value, f"a name of 1 to {limits.max_name} printable characters (code points)"
         )
@@ -487,7 +493,9 @@ class CacheInfo:
     ) -> CacheInfo:
         d = _map(data, where)
         shapes = []
-        for i, s in enumerate(_list(d.get("shapes", []), f"{where}.shapes", limits.max_cache_shapes)):
+        for i, s in enumerate(
+            _list(d.get("shapes", []), f"{where}.shapes", limits.max_cache_shapes)
+        ):
             sm = _map(s, f"{where}.shapes[{i}]")
             if len(sm) > limits.max_io_tensors:
                 raise _fail(f"{where}.shapes[{i}]", len(sm), f"at most {limits.max_io_tensors}")
@@ -617,7 +625,9 @@ class Manifest:
         }
         migrations = tuple(
             Migration.from_dict(m, f"migrations[{i}]", limits)
-            for i, m in enumerate(_list(d.get("migrations", []), "migrations", limits.max_migrations))
+            for i, m in enumerate(
+                _list(d.get("migrations", []), "migrations", limits.max_migrations)
+            )
         )
         known = {
             "rtxpack_version",
