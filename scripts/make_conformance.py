@@ -672,6 +672,15 @@ CASES: list[Case] = [
         lambda: profile_case(X_STATIC, []),
     ),
     (
+        "valid/profiles-not-recorded",
+        "valid",
+        None,
+        "verify",
+        "engine.profiles",
+        "a dynamic input and no profiles (not recorded)",
+        lambda: profile_case(X_DYN, []),
+    ),
+    (
         "valid/no-signature",
         "valid",
         None,
@@ -1437,15 +1446,6 @@ CASES: list[Case] = [
         "engine.profiles",
         "profiles: [{}] for a dynamic input",
         lambda: profile_case(X_DYN, [{}]),
-    ),
-    (
-        "invalid/profile-none",
-        "invalid",
-        "damaged",
-        "open",
-        "engine.profiles",
-        "no profile for a dynamic input",
-        lambda: profile_case(X_DYN, []),
     ),
     (
         "invalid/profile-unknown-input",

@@ -205,8 +205,6 @@ def _check_profiles(
         return
     by_name = {t.name: t for t in inputs}
     dynamic = [t.name for t in inputs if -1 in t.shape]
-    if dynamic and not profiles:
-        raise _fail(where, "no profile", f"a profile for the dynamic input {dynamic[0]!r}")
     for i, profile in enumerate(profiles):
         for name in dynamic:
             if name not in profile:
