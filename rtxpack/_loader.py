@@ -128,6 +128,7 @@ def load(
         info = bundle.manifest.engine(engine)
         chosen = resolve_strategy(info.strategy, strategy)
         report = None
+        reason: str | None
         if dev.type == "cpu":
             reason = "device='cpu' was asked for, and TensorRT-RTX runs only on CUDA GPUs"
         else:

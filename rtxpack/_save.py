@@ -139,7 +139,7 @@ def _reference_outputs(onnx_model: bytes, feeds: dict[str, Any]) -> dict[str, An
 class _Prepared:
     name: str
     built: BuiltEngine | None  # None: raw engine from a file or bytes
-    engine_bytes: bytes | memoryview | None
+    engine_bytes: bytes | bytearray | memoryview | None
     engine_path: Path | None
     info: EngineInfo
     onnx: bytes | None
@@ -151,7 +151,7 @@ def _prepare(name: str, spec: EngineSpec, progress: Callable[[str], None] | None
     source = spec.source
     onnx_bytes: bytes | None = None
     built: BuiltEngine | None = None
-    engine_bytes: bytes | memoryview | None = None
+    engine_bytes: bytes | bytearray | memoryview | None = None
     engine_path: Path | None = None
     sample_inputs: dict[str, Any] | None = None
     sample_outputs: dict[str, Any] | None = None
@@ -172,11 +172,12 @@ def _prepare(name: str, spec: EngineSpec, progress: Callable[[str], None] | None
         if spec.samples is True or (spec.samples is None and spec.inputs):
             import torch
 
+            examples = tuple(spec.inputs or ())
             with torch.no_grad():
-                result = _flatten_outputs(source(*spec.inputs))
+                result = _flatten_outputs(source(*examples))
             sample_inputs = {
                 n: _to_numpy(t, f"inputs[{i}]")
-                for i, (n, t) in enumerate(zip(input_names, spec.inputs))
+                for i, (n, t) in enumerate(zip(input_names, examples))
             }
             sample_outputs = {
                 o.name: _to_numpy(t, f"output {o.name}") for o, t in zip(built.outputs, result)

@@ -47,7 +47,7 @@ def _coerce(enum_type: type[enum.Enum], value: Any, field: str) -> Any:
             return enum_type(value.lower())
         except ValueError:
             pass
-    allowed = ", ".join(m.value for m in enum_type)  # type: ignore[attr-defined]
+    allowed = ", ".join(m.value for m in enum_type)
     raise InvalidArgumentError(f"{field}: got {value!r}, expected one of: {allowed}")
 
 

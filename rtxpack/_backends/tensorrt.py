@@ -80,7 +80,7 @@ def _persist(path: Path, blob: bytes) -> bool:
 def _make_logger(trt: Any) -> Any:
     """A TensorRT-RTX logger that keeps the last errors, so failures can quote them."""
 
-    class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class Logger(trt.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: collections.deque[str] = collections.deque(maxlen=20)

@@ -157,7 +157,7 @@ class _Logger:
         self.messages: list[str] = []
         parent = self
 
-        class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+        class Logger(trt.ILogger):  # type: ignore[misc]
             def log(self, severity: Any, msg: str) -> None:
                 if severity <= trt.ILogger.Severity.ERROR:
                     parent.messages.append(msg)
@@ -166,7 +166,7 @@ class _Logger:
 
 
 def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
-    class Progress(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
+    class Progress(trt.IProgressMonitor):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self._start = time.monotonic()

@@ -81,6 +81,8 @@ def export_torch(
                 dynamic_shapes={n: dynamic.get(n) for n in names} if dynamic else None,
                 verbose=False,
             )
+            if program is None:
+                raise BuildError("torch.onnx.export returned no program")
             program.save(str(path), external_data=False)
         except Exception as exc:
             raise BuildError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from None

@@ -2,16 +2,15 @@
 for), the first GPU's name and compute capability, the NVIDIA driver, the OS and platform.
 
 Probing never raises and never hangs: what cannot be found is None. The driver and GPU come from
-NVML (the driver's management library); without it, the driver version from Linux's
-/proc/driver/nvidia/version or ``nvidia-smi``, and the GPU from torch.cuda.
+NVML (the driver's management library, through NVIDIA's binding nvidia-ml-py); without it, the
+driver version from Linux's /proc/driver/nvidia/version or ``nvidia-smi``, and the GPU from
+torch.cuda.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.metadata
-import os
 import re
 import shutil
 import subprocess
@@ -81,46 +80,38 @@ def parse_smi_driver_version(text: str) -> str | None:
 
 
 def _nvml_query() -> tuple[str | None, str | None, str | None]:
-    """(driver version, first GPU's name, its compute capability) through NVML, if available."""
-    names = ["nvml.dll"] if sys.platform == "win32" else ["libnvidia-ml.so.1"]
-    if sys.platform == "win32":
-        names.append(
-            os.path.join(
-                os.environ.get("PROGRAMFILES", r"C:\Program Files"),
-                "NVIDIA Corporation",
-                "NVSMI",
-                "nvml.dll",
-            )
-        )
-    lib = None
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    if lib is None or lib.nvmlInit_v2() != 0:
+    """(driver version, first GPU's name, its compute capability) through NVML, the driver's
+    management library, with NVIDIA's own binding (nvidia-ml-py, module ``pynvml``). All None
+    when the library is not there (no driver); a part NVML refuses stays None."""
+    try:
+        import pynvml
+    except ImportError:
+        return None, None, None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
         return None, None, None
     driver = gpu = cc = None
     try:
-        buf = ctypes.create_string_buffer(96)
-        if lib.nvmlSystemGetDriverVersion(buf, ctypes.c_uint(96)) == 0:
-            driver = buf.value.decode("ascii", "replace")
-        handle = ctypes.c_void_p()
-        if lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(0), ctypes.byref(handle)) == 0:
-            if lib.nvmlDeviceGetName(handle, buf, ctypes.c_uint(96)) == 0:
-                gpu = buf.value.decode("utf-8", "replace")
-            major, minor = ctypes.c_int(), ctypes.c_int()
-            if (
-                lib.nvmlDeviceGetCudaComputeCapability(
-                    handle, ctypes.byref(major), ctypes.byref(minor)
-                )
-                == 0
-            ):
-                cc = f"{major.value}.{minor.value}"
+        with contextlib.suppress(pynvml.NVMLError):
+            driver = _as_text(pynvml.nvmlSystemGetDriverVersion())
+        with contextlib.suppress(pynvml.NVMLError):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            with contextlib.suppress(pynvml.NVMLError):
+                gpu = _as_text(pynvml.nvmlDeviceGetName(handle))
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            cc = f"{int(major)}.{int(minor)}"
     finally:
-        lib.nvmlShutdown()
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
     return driver, gpu, cc
+
+
+def _as_text(value: object) -> str:
+    """NVML strings come as str (nvidia-ml-py 11.515+) or bytes (older releases)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _driver_without_nvml() -> str | None:
@@ -161,7 +152,7 @@ def local_target() -> Target:
     GPU's name and compute capability, NVIDIA driver version, OS and platform. Unknown parts
     are None. Never raises, never hangs.
 
-    The GPU comes from NVML (the driver's management library) or else from torch.cuda. torch is
+    The GPU comes from NVML (nvidia-ml-py) or else from torch.cuda. torch is
     imported only when a driver is present, since without one it cannot see a GPU either.
     """
     driver = gpu = cc = None

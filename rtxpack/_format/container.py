@@ -89,7 +89,7 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     """The digest rtxpack writes for ``data``: ``"blake3:<64 hex digits>"``."""
     h = _hasher()
     h.update(data)
-    return "blake3:" + h.hexdigest()
+    return "blake3:" + str(h.hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -844,7 +844,7 @@ def import_epcontext(
                 continue
             rel = PurePosixPath(*node.external.relative_to(path.parent).parts)
             fd, size = _open_external(path, rel, f"{here} ep_cache_context", limits)
-            f = stack.enter_context(os.fdopen(fd, "rb"))
+            f: BinaryIO = stack.enter_context(os.fdopen(fd, "rb"))
             _check_engine_head(f.read(64), here)
             f.seek(0)
             opened.append((f, size))

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._build.header import sniff_engine_header
 from .._exceptions import ImportFormatError, InvalidArgumentError, attach_path
@@ -342,7 +342,7 @@ def _string_lists(blob: bytes) -> list[list[str | bytes]]:
             raise ValueError("too many opcodes")
         name = op.name
         if name in _STRINGS:
-            stack.append(arg.encode("latin-1") if name.endswith("STRING") else arg)
+            stack.append(cast(str, arg).encode("latin-1") if name.endswith("STRING") else arg)
         elif name in _SCALARS:
             stack.append(arg)
         elif name in _CONSTS:
@@ -371,11 +371,11 @@ def _string_lists(blob: bytes) -> list[list[str | bytes]]:
         elif name == "MARK":
             stack.append(_MARK)
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = stack[-1]
+            memo[cast(int, arg)] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo[int(arg)])
+            stack.append(memo[cast(int, arg)])
         elif name in ("EMPTY_DICT", "EMPTY_SET", "GLOBAL", "PERSID", "EXT1", "EXT2", "EXT4"):
             stack.append(_Opaque())
         elif name in ("DICT", "FROZENSET", "OBJ", "INST"):
