@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from .._build.engine import current_platform
 from .._build.header import sniff_engine_header
 from .._bundle import Bundle, open_bundle
-from .._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError
+from .._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError, attach_path
 from .._format import container
 from .._format.manifest import (
     DTYPES,
@@ -820,8 +820,12 @@ def import_epcontext(
     """
     onnx = _onnx()
     path = Path(model)
-    proto = _parse_model(path, limits)
-    nodes = _nodes(onnx, proto, path, limits)
+    try:
+        proto = _parse_model(path, limits)
+        nodes = _nodes(onnx, proto, path, limits)
+    except ImportFormatError as exc:
+        attach_path(exc, path)  # errors about the model name it in .path
+        raise
     del proto  # the embedded engines are kept in the nodes' attributes only
     src_bytes: bytes | None = None
     if source is not None:

@@ -11,6 +11,7 @@ from .._checks.check import run_check
 from .._checks.machine import gpu_usable, local_target, missing_locally
 from .._checks.report import CompatibilityReport
 from .._checks.target import Target
+from .._facts import DRIVER_FLOOR, same_release
 from ._bundle_cmds import terminal_safe
 
 __all__ = ["describe_target", "render_table", "register", "target_from_args"]
@@ -53,24 +54,36 @@ def register(sub: Any) -> None:
         "--driver", metavar="V", help="NVIDIA driver version, e.g. 580.65.06 (default: here)"
     )
     p.add_argument("--os", choices=["linux", "windows"], help="target OS (default: here)")
+    p.add_argument(
+        "--cuda",
+        type=int,
+        choices=sorted(DRIVER_FLOOR),
+        help="CUDA major version of the target's TensorRT-RTX build (default: this machine's, "
+        "when the target runs the TensorRT-RTX release installed here; else unknown)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=_cmd_check)
 
 
 def target_from_args(args: argparse.Namespace, here: Target) -> tuple[Target, frozenset[str], bool]:
     """(target, parts known to be missing, ask this machine's runtime?) from the flags."""
-    given = [args.trt_version, args.cc, args.gpu, args.driver, args.os]
+    given = [args.trt_version, args.cc, args.gpu, args.driver, args.os, args.cuda]
     if all(v is None for v in given):
         return here, missing_locally(here), gpu_usable(here)
     gpu_given = args.cc is not None or args.gpu is not None
     os_given = args.os is not None
+    trt_version = args.trt_version or here.trt_version
+    cuda = args.cuda
+    if cuda is None and trt_version is not None and here.trt_version is not None:
+        cuda = here.cuda_major if same_release(trt_version, here.trt_version) else None
     target = Target(
-        trt_version=args.trt_version or here.trt_version,
+        trt_version=trt_version,
         compute_capability=args.cc if gpu_given else here.compute_capability,
         driver_version=args.driver or here.driver_version,
         os=args.os if os_given else here.os,
         gpu_name=args.gpu if gpu_given else here.gpu_name,
         platform=here.platform if not os_given or args.os == here.os else None,
+        cuda_major=cuda,
     )
     return target, frozenset(), False
 

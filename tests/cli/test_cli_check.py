@@ -209,3 +209,21 @@ def test_entry_point(src86: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["engines"][0]["status"] == "loads"
+
+
+def test_cuda_flag_sets_the_driver_floor_of_the_target(
+    capsys: pytest.CaptureFixture[str], src86: Path
+) -> None:
+    flags = ["--trt-version", "1.9.0", "--cc", "8.6", "--driver", "575.51.03", "--os", "linux"]
+
+    def driver_codes(*extra: str) -> set[str]:
+        _, out, _ = run(capsys, str(src86), *flags, *extra, "--json")
+        (report,) = json.loads(out)
+        return {f["code"] for f in report["findings"] if f["code"].startswith("driver.")}
+
+    assert driver_codes() == {"driver.cuda12_only"}  # another release: its CUDA build unknown
+    assert driver_codes("--cuda", "13") == {"driver.too_old"}
+    assert driver_codes("--cuda", "12") == set()
+    with pytest.raises(SystemExit):
+        main(["check", str(src86), "--cuda", "11"])
+    capsys.readouterr()
