@@ -2,7 +2,7 @@
 
 This module is the whole public surface; everything else lives in private modules, and every
 exported name reports ``rtxpack`` as its module. The loader's names import torch, an optional
-extra, so they are imported on first use. ``rtxpack.open`` and ``rtxpack.inspect`` are the short
+extra, and the registry's names import urllib3, so both are imported on first use. ``rtxpack.open`` and ``rtxpack.inspect`` are the short
 names of ``open_bundle`` and ``inspect_bundle``; they are left out of ``__all__`` so that
 ``from rtxpack import *`` does not shadow the builtin ``open`` or the ``inspect`` module.
 """
@@ -19,6 +19,7 @@ from ._checks.report import CompatibilityReport, EngineVerdict, Finding
 from ._checks.target import Target
 from ._exceptions import (
     BackendError,
+    BlobIntegrityError,
     BuildError,
     BundleFormatError,
     BundleNotFoundError,
@@ -29,9 +30,15 @@ from ._exceptions import (
     ImportFormatError,
     IntegrityError,
     InvalidArgumentError,
+    InvalidReferenceError,
     NotABundleError,
     OutputError,
     RebuildWarning,
+    RegistryAuthError,
+    RegistryConnectionError,
+    RegistryError,
+    RegistryNotFoundError,
+    RegistryProtocolError,
     RtxpackError,
     RtxpackWarning,
     RuntimeCacheWarning,
@@ -60,6 +67,7 @@ from ._version import __version__
 __all__ = [
     "AllocationStrategy",
     "BackendError",
+    "BlobIntegrityError",
     "BuildError",
     "Bundle",
     "BundleFormatError",
@@ -69,6 +77,7 @@ __all__ = [
     "CaptureWarning",
     "CompatibilityError",
     "CompatibilityReport",
+    "ContentStore",
     "CudaGraphStrategy",
     "DamagedBundleError",
     "DynamicShapesStrategy",
@@ -84,12 +93,20 @@ __all__ = [
     "ImportFormatError",
     "IntegrityError",
     "InvalidArgumentError",
+    "InvalidReferenceError",
     "Limits",
     "Manifest",
     "NotABundleError",
     "OnnxRuntimeModule",
     "OutputError",
+    "PullResult",
+    "PushResult",
     "RebuildWarning",
+    "RegistryAuthError",
+    "RegistryConnectionError",
+    "RegistryError",
+    "RegistryNotFoundError",
+    "RegistryProtocolError",
     "RtxpackError",
     "RtxpackWarning",
     "RuntimeCacheWarning",
@@ -114,6 +131,9 @@ __all__ = [
     "migrate",
     "open_bundle",
     "prewarm",
+    "pull",
+    "push",
+    "push_caches",
     "rebuild",
     "remove_cache",
     "save",
@@ -138,6 +158,13 @@ del _name
 
 _LAZY = {
     "load": "._loader",
+    # the registry client imports urllib3: only when it is used
+    "ContentStore": "._registry.store",
+    "PullResult": "._registry.pull",
+    "PushResult": "._registry.push",
+    "pull": "._registry.pull",
+    "push": "._registry.push",
+    "push_caches": "._registry.push",
     "TensorRTModule": "._backends.tensorrt",
     "OnnxRuntimeModule": "._backends.onnxruntime",
 }
@@ -146,6 +173,9 @@ if TYPE_CHECKING:
     from ._backends.onnxruntime import OnnxRuntimeModule
     from ._backends.tensorrt import TensorRTModule
     from ._loader import load
+    from ._registry.pull import PullResult, pull
+    from ._registry.push import PushResult, push, push_caches
+    from ._registry.store import ContentStore
 
 
 def __getattr__(name: str) -> Any:

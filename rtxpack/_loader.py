@@ -99,6 +99,10 @@ def load(
 ) -> torch.nn.Module:
     """Load one engine of a bundle as a callable ``torch.nn.Module``.
 
+    ``path`` may be a registry reference, ``oci://HOST[:PORT]/REPO[:TAG|@DIGEST]``: the bundle
+    is pulled for this machine first (``rtxpack.pull``; blobs already in the content store are
+    not downloaded again), with the ONNX source too when ``fallback`` or ``rebuild`` may need it.
+
     The compatibility check runs first, before anything touches the GPU; if the bundle cannot run
     here, a ``CompatibilityError`` carrying the report is raised — unless
     ``fallback="onnxruntime"`` and the bundle carries its ONNX source, in which case an ONNX
@@ -123,6 +127,11 @@ def load(
         raise InvalidArgumentError(
             f"runtime_cache {runtime_cache!r}: expected 'auto', None or a path to a cache file"
         )
+    if isinstance(path, str) and path.startswith("oci://"):
+        from ._registry.pull import pull_for_load
+
+        needs_source = fallback is not None or rebuild or dev.type == "cpu"
+        path = pull_for_load(path, engine=engine, with_source=needs_source)
     bundle = _bundle.open_bundle(path)
     try:
         info = bundle.manifest.engine(engine)

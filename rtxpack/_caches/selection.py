@@ -4,6 +4,7 @@ machine (``fit``), or the local cache file grown from it (``local``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from .local import environment_key, file_meta, local_cache_path, read_cache_file
 if TYPE_CHECKING:
     from .._bundle import Bundle
 
-__all__ = ["CachePlan", "plan_runtime_cache"]
+__all__ = ["CachePlan", "fitting_caches", "plan_runtime_cache"]
 
 
 #: At most this many "does not fit" notes in a CachePlan (caches for this GPU come first).
@@ -47,6 +48,21 @@ def _fitting_order(caches: list[CacheInfo]) -> list[CacheInfo]:
     indexed = list(enumerate(caches))
     indexed.sort(key=lambda ic: (ic[1].created_at, ic[0]), reverse=True)
     return [c for _, c in indexed]
+
+
+def fitting_caches(caches: Sequence[CacheInfo], engine: str, target: Target) -> list[CacheInfo]:
+    """The prewarmed caches of ``engine`` that fit ``target``, in the order a load tries them
+    (newest first); ``pull`` downloads the first."""
+    gpu, os_name = (target.gpu_name or "").strip().lower(), target.os
+    # Cheap test first: a bundle may hold caches for hundreds of environments.
+    candidates = [
+        c
+        for c in caches
+        if c.engine == engine
+        and c.environment.os == os_name
+        and c.environment.gpu_name.strip().lower() == gpu
+    ]
+    return [c for c in _fitting_order(candidates) if not cache_mismatches(c.environment, target)]
 
 
 def _why_none_fits(caches: list[CacheInfo], target: Target) -> list[str]:
@@ -98,16 +114,7 @@ def plan_runtime_cache(
     chosen: CacheInfo | None = None
     chosen_blob: bytes | None = None
     ours = [c for c in bundle.manifest.caches if c.engine == engine_info.name]
-    gpu, os_name = (target.gpu_name or "").strip().lower(), target.os
-    # Cheap test first: a bundle may hold caches for hundreds of environments.
-    candidates = [
-        c
-        for c in ours
-        if c.environment.os == os_name and c.environment.gpu_name.strip().lower() == gpu
-    ]
-    for c in _fitting_order(candidates):
-        if cache_mismatches(c.environment, target):
-            continue
+    for c in fitting_caches(ours, engine_info.name, target):
         try:
             chosen_blob = bundle.read_cache(c.id)
             chosen = c

@@ -8,7 +8,7 @@ engine a verdict.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from .._bundle import Bundle
@@ -20,12 +20,13 @@ from .._exceptions import (
     RtxpackError,
     UnsupportedVersionError,
 )
-from .._format.manifest import EngineInfo
+from .._format.container import format_version_str
+from .._format.manifest import EngineInfo, Manifest
 from . import machine, rules, validity
 from .report import CompatibilityReport, EngineVerdict, Finding
 from .target import Target
 
-__all__ = ["check", "run_check"]
+__all__ = ["check", "check_manifest", "run_check"]
 
 #: Error codes that rebuilding the engine from its source (``rtxpack rebuild``) fixes.
 _REBUILDABLE = frozenset(
@@ -118,8 +119,33 @@ def _check_open(
     ask_runtime: bool,
 ) -> CompatibilityReport:
     engines = (bundle.manifest.engine(engine),) if engine is not None else bundle.manifest.engines
+    return check_manifest(
+        bundle.manifest,
+        bundle._file.version,
+        target,
+        engines=engines,
+        missing=missing,
+        where=str(bundle.path),
+        runtime=(lambda infos: validity.runtime_findings(bundle, infos)) if ask_runtime else None,
+    )
+
+
+def check_manifest(
+    manifest: Manifest,
+    version: tuple[int, int],
+    target: Target,
+    *,
+    engines: tuple[EngineInfo, ...] | None = None,
+    missing: frozenset[str] = frozenset(),
+    where: str = "",
+    runtime: Callable[[tuple[EngineInfo, ...]], list[Finding]] | None = None,
+) -> CompatibilityReport:
+    """The rules applied to a bundle's manifest alone (a local bundle, or one in a registry
+    before anything else is downloaded); ``runtime`` adds the findings of this machine's
+    TensorRT-RTX runtime."""
+    engines = manifest.engines if engines is None else engines
     run = rules.Run(target)
-    rules.check_format(run, bundle._file.version)
+    rules.check_format(run, version)
     rules.check_unknown_fields(run, missing)
     rules.check_driver(run)
     rules.check_gpu_supported(run)
@@ -127,20 +153,20 @@ def _check_open(
         rules.check_trt(run, info, missing)
         rules.check_cc(run, info)
         rules.check_platform(run, info)
-    if ask_runtime:
-        run.findings += validity.runtime_findings(bundle, engines)
+    if runtime is not None:
+        run.findings += runtime(engines)
     verdicts = []
     for info in engines:
         mine = [f for f in run.findings if f.engine in (None, info.name)]
         has_errors = any(f.severity == "error" for f in mine)
-        cold = not has_errors and rules.check_caches(run, bundle.manifest.caches, info)
+        cold = not has_errors and rules.check_caches(run, manifest.caches, info)
         verdicts.append(_verdict(info, run.findings, cold))
     return CompatibilityReport(
-        bundle=str(bundle.path),
+        bundle=where,
         target=target,
         findings=tuple(run.findings),
         engines=tuple(verdicts),
-        format_version=bundle.format_version,
+        format_version=format_version_str(version),
     )
 
 

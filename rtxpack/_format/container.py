@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import blake3
 import filelock
@@ -302,6 +302,23 @@ def _take_lock_file(lock_path: Path, deadline: float) -> int:
         os.close(fd)
 
 
+class _Tee:
+    """Reads at most ``limit`` bytes from ``source`` and writes each byte read to ``out``."""
+
+    def __init__(self, source: IO[bytes], out: BinaryIO, limit: int) -> None:
+        self._source, self._out, self._left = source, out, limit
+        self.copied = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._source.read(n) if n > 0 else b""
+        if data:
+            self._out.write(data)
+            self._left -= len(data)
+            self.copied += len(data)
+        return data
+
+
 class BundleWriter:
     """Appends sections to an open (temporary) file, then writes the manifest and header."""
 
@@ -393,6 +410,67 @@ class BundleWriter:
             Section(
                 kind=section.kind,
                 name=section.name if name is None else name,
+                offset=start,
+                length=section.length,
+                codec=section.codec,
+                size=section.size,
+                digest=section.digest,
+            )
+        )
+        return len(self.sections) - 1
+
+    def copy_raw(self, section: Section, source: IO[bytes], where: str) -> int:
+        """Append a section whose stored bytes (exactly ``section.length`` of them, e.g. a blob
+        from a registry) are read from ``source``, under the section's own kind, name, codec,
+        size and digest; the digest (and for zstd the decoded size) is checked as they stream
+        through, so nothing unchecked is kept. ``where`` names the source in errors."""
+        self._align()
+        start = self._pos
+        h = _hasher()
+        tee = _Tee(source, self._f, section.length)
+        if section.codec == "stored":
+            while chunk := tee.read(_CHUNK):
+                h.update(chunk)
+        else:
+            decoded = 0
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(
+                    cast(IO[bytes], tee), read_across_frames=False, closefd=False
+                )
+                with reader:
+                    while decoded <= section.size:
+                        chunk = reader.read(min(section.size + 1 - decoded, _CHUNK))
+                        if not chunk:
+                            break
+                        h.update(chunk)
+                        decoded += len(chunk)
+            except zstandard.ZstdError as exc:
+                raise DamagedBundleError(
+                    f"{where}: section {section.kind}/{section.name!r} is not valid zstd ({exc})"
+                ) from None
+            while tee.read(
+                _CHUNK
+            ):  # bytes after the frame are copied as they are, like copy_section
+                pass
+            if decoded != section.size:
+                raise DamagedBundleError(
+                    f"{where}: section {section.kind}/{section.name!r} decodes to "
+                    f"{'more than ' if decoded > section.size else ''}{decoded} bytes, the "
+                    f"manifest says {section.size}"
+                )
+        if tee.copied != section.length:
+            raise DamagedBundleError(
+                f"{where}: section {section.kind}/{section.name!r} has {tee.copied} bytes, the "
+                f"manifest says {section.length}"
+            )
+        got = "blake3:" + h.hexdigest()
+        if got != section.digest:
+            raise _integrity(section, got, where)
+        self._pos = self._f.tell()
+        self.sections.append(
+            Section(
+                kind=section.kind,
+                name=section.name,
                 offset=start,
                 length=section.length,
                 codec=section.codec,

@@ -44,6 +44,12 @@ SECTION_NAME = "vnd.rtxpack.section.name"
 SECTION_CODEC = "vnd.rtxpack.section.codec"
 SECTION_SIZE = "vnd.rtxpack.section.size"
 SECTION_DIGEST = "vnd.rtxpack.section.digest"
+ENGINE_TRT_VERSION = "vnd.rtxpack.engine.trt-version"
+ENGINE_PLATFORM = "vnd.rtxpack.engine.platform"
+CACHE_ID = "vnd.rtxpack.cache.id"
+CACHE_ENGINE = "vnd.rtxpack.cache.engine"
+CACHE_GPU = "vnd.rtxpack.cache.gpu"
+CACHE_ENVIRONMENT = "vnd.rtxpack.cache.environment"
 
 #: Bounds on what a registry's manifest may hold (beyond its byte size).
 MAX_LAYERS = 4096
