@@ -230,7 +230,9 @@ def _pull_remote(
                 downloaded_bytes += layer.size
             else:
                 reused += 1
-        if path is not None or not destination.exists():
+        if path is None and destination.exists():
+            os.utime(destination)  # used now: prune ages by this
+        else:
             with atomic_output(destination) as out:
                 writer = BundleWriter(out)
                 index = {}

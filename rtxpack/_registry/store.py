@@ -5,6 +5,7 @@ Layout under the store folder (``oci`` in rtxpack's cache root, see ``_constants
     blobs/sha256/<hex>        complete blobs whose sha256 was checked while they streamed in
     incoming/<hex>.partial    an interrupted download, resumed with a Range request next time
     locks/<hex>.lock          one lock file per blob (filelock)
+    bundles/<...>.rtxpack     bundles written by ``pull`` without a path and ``load("oci://...")``
 
 A blob is downloaded under its lock into ``incoming/`` and renamed into ``blobs/`` only once its
 size and digest match, so a reader never sees a torn blob and two pulls of the same blob (threads
@@ -33,6 +34,7 @@ from .client import RegistryClient
 __all__ = ["ContentStore", "PruneResult", "StoreReport", "default_store_dir"]
 
 _DIGEST = re.compile(r"sha256:([a-f0-9]{64})")
+_PULLED = re.compile(r"[a-f0-9]{32}-[a-f0-9]{16}\.rtxpack")
 
 
 def default_store_dir() -> Path:
@@ -50,6 +52,8 @@ class StoreReport:
     blob_bytes: int
     partial_files: int
     partial_bytes: int
+    bundles: int = 0
+    bundle_bytes: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +62,8 @@ class StoreReport:
             "blob_bytes": self.blob_bytes,
             "partial_files": self.partial_files,
             "partial_bytes": self.partial_bytes,
+            "bundles": self.bundles,
+            "bundle_bytes": self.bundle_bytes,
         }
 
 
@@ -220,7 +226,13 @@ class ContentStore:
         for path in self._files("incoming"):
             partial_files += 1
             partial_bytes += path.stat().st_size
-        return StoreReport(self.root, blobs, blob_bytes, partial_files, partial_bytes)
+        bundles = bundle_bytes = 0
+        for path in self._files("bundles"):
+            bundles += 1
+            bundle_bytes += path.stat().st_size
+        return StoreReport(
+            self.root, blobs, blob_bytes, partial_files, partial_bytes, bundles, bundle_bytes
+        )
 
     def _files(self, sub: str) -> list[Path]:
         folder = self.root / sub
@@ -230,8 +242,8 @@ class ContentStore:
             return []
 
     def prune(self, *, older_than_s: float = 0.0) -> PruneResult:
-        """Remove blobs not used for ``older_than_s`` seconds (0: all) and interrupted
-        downloads; blobs another pull holds the lock of are skipped."""
+        """Remove blobs, interrupted downloads and pulled bundles not used for ``older_than_s``
+        seconds (0: all); blobs another pull holds the lock of are skipped."""
         now = time.time()
         removed = removed_bytes = skipped = 0
         for path in self._files("blobs/sha256") + self._files("incoming"):
@@ -258,4 +270,17 @@ class ContentStore:
                 skipped += 1
             finally:
                 lock.release()
+        for path in self._files("bundles"):  # pulled bundles (pull without a path, load)
+            if not _PULLED.fullmatch(path.name):
+                continue
+            try:
+                stat = path.stat()
+                if older_than_s and now - stat.st_mtime < older_than_s:
+                    continue
+                path.unlink()
+            except OSError:
+                skipped += 1
+                continue
+            removed += 1
+            removed_bytes += stat.st_size
         return PruneResult(removed, removed_bytes, skipped)

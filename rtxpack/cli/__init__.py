@@ -8,12 +8,26 @@ from collections.abc import Sequence
 
 from .._exceptions import RtxpackError
 from .._version import __version__
-from . import _bundle_cmds, _cache_cmds, _check_cmds, _epcontext_cmds, _migrate_cmds
+from . import (
+    _bundle_cmds,
+    _cache_cmds,
+    _check_cmds,
+    _epcontext_cmds,
+    _migrate_cmds,
+    _registry_cmds,
+)
 from ._bundle_cmds import terminal_safe
 
 __all__ = ["main"]
 
-_GROUPS = (_bundle_cmds, _check_cmds, _cache_cmds, _migrate_cmds, _epcontext_cmds)
+_GROUPS = (
+    _bundle_cmds,
+    _check_cmds,
+    _cache_cmds,
+    _migrate_cmds,
+    _epcontext_cmds,
+    _registry_cmds,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from .. import _bundle, _constants
 from .._caches import edit, fit, local
 from .._exceptions import InvalidArgumentError
 from .._format.manifest import OS_NAMES, Environment
+from . import _registry_cmds
 from ._bundle_cmds import parse_dims, size_text, terminal_safe
 
 
@@ -82,6 +83,8 @@ def register(sub: Any) -> None:
     rm.add_argument("id", help="the cache id (see `rtxpack cache list`)")
     rm.add_argument("-o", "--output", type=Path, help="write here instead of in place")
     rm.set_defaults(func=_remove)
+
+    _registry_cmds.register_cache_push(csub)
 
 
 def _shape_set(values: list[str] | None) -> dict[str, tuple[int, ...]]:
