@@ -2,9 +2,10 @@
 
 This module is the whole public surface; everything else lives in private modules, and every
 exported name reports ``rtxpack`` as its module. The loader's names import torch, an optional
-extra, and the registry's names import urllib3, so both are imported on first use. ``rtxpack.open`` and ``rtxpack.inspect`` are the short
-names of ``open_bundle`` and ``inspect_bundle``; they are left out of ``__all__`` so that
-``from rtxpack import *`` does not shadow the builtin ``open`` or the ``inspect`` module.
+extra, and the registry's names import urllib3, so both are imported on first use.
+``rtxpack.open`` and ``rtxpack.inspect`` are the short names of ``open_bundle`` and
+``inspect_bundle``; they are left out of ``__all__`` so that ``from rtxpack import *`` does not
+shadow the builtin ``open`` or the ``inspect`` module.
 """
 
 from typing import TYPE_CHECKING, Any
