@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from .. import _constants
 from .._exceptions import InvalidArgumentError, RegistryNotFoundError
