@@ -471,6 +471,8 @@ def _attributes(onnx: Any, node: Any, where: str, limits: EpContextLimits) -> _A
         raise _bad(f"{where} embed_mode", "a string", "the integer 0 or 1")
     if "ep_cache_context" not in strings:
         raise _bad(f"{where} ep_cache_context", "an integer", "a string (engine bytes or path)")
+    if "main_context" in strings:
+        raise _bad(f"{where} main_context", "a string", "the integer 0 or 1")
     embed_mode = ints["embed_mode"]
     main_context = ints.get("main_context", 1)
     if embed_mode not in (0, 1):

@@ -335,6 +335,7 @@ HOSTILE: dict[str, tuple[Callable[[bytes], onnx.ModelProto | bytes], str]] = {
     "embed_mode 7": (lambda e: _model([_ctx(e, embed_mode=7)]), "0 or 1"),
     "string embed_mode": (lambda e: _model([_ctx(e, embed_mode="1")]), "embed_mode"),
     "main_context 2": (lambda e: _model([_ctx(e, main_context=2)]), "main_context"),
+    "string main_context": (lambda e: _model([_ctx(e, main_context="1")]), "main_context"),
     "reference to another context": (
         lambda e: _model([_ctx(b"", main_context=0)]),
         "main_context 0",
