@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tensorrt_rtx as trt
 from conftest import MLP_SHAPES, build_mlp_engine
+from doubles.tensorrt_rtx import ValidityRuntime
 
 import rtxpack
 from rtxpack._build.engine import current_platform
@@ -304,22 +305,8 @@ def test_accepts_an_open_bundle_and_leaves_it_open(onnx_bundle: Path) -> None:
 # -- get_engine_validity, through a double of tensorrt_rtx.Runtime ------------------------------
 
 
-class FakeRuntime:
-    """Stands in for tensorrt_rtx.Runtime on machines without a supported GPU."""
-
-    engine_header_size = 64
-
-    def __init__(self, validity: object, diagnostics: int) -> None:
-        self.result = (validity, diagnostics)
-        self.seen: list[bytes] = []
-
-    def get_engine_validity(self, buffer: memoryview) -> tuple[object, int]:
-        self.seen.append(bytes(buffer[:4]))
-        return self.result
-
-
 def test_fake_runtime_matches_the_real_class() -> None:
-    names = [n for n in vars(FakeRuntime) if not n.startswith("_")] + ["__init__"]
+    names = [n for n in vars(ValidityRuntime) if not n.startswith("_")] + ["__init__"]
     for name in names:
         assert hasattr(trt.Runtime, name), f"tensorrt_rtx.Runtime has no {name}"
     assert len(trt.EngineInvalidityDiagnostics.__members__) == len(_validity._DIAGNOSTICS)
@@ -358,7 +345,7 @@ def fake_gpu_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machine, "local_target", lambda: HERE)
 
 
-def _use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: FakeRuntime) -> None:
+def _use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: ValidityRuntime) -> None:
     monkeypatch.setattr(_validity, "_make_runtime", lambda: runtime)
 
 
@@ -366,27 +353,27 @@ def test_local_check_asks_the_runtime(
     monkeypatch: pytest.MonkeyPatch, fake_gpu_machine: None, src86: Path
 ) -> None:
     bits = int(trt.EngineInvalidityDiagnostics.VERSION_MISMATCH)
-    runtime = FakeRuntime(trt.EngineValidity.INVALID, bits)
+    runtime = ValidityRuntime(trt.EngineValidity.INVALID, bits)
     _use_runtime(monkeypatch, runtime)
     report = check(src86)
     assert runtime.seen == [b"vtrt"]  # the engine's bytes were handed over
     assert codes(report, "error") == {"runtime.version_mismatch"}
     assert status(report) == "needs_rebuild"
 
-    runtime = FakeRuntime(
+    runtime = ValidityRuntime(
         trt.EngineValidity.INVALID, int(trt.EngineInvalidityDiagnostics.INSUFFICIENT_GPU_MEMORY)
     )
     _use_runtime(monkeypatch, runtime)
     assert status(check(src86)) == "cannot_run"
 
-    _use_runtime(monkeypatch, FakeRuntime(trt.EngineValidity.SUBOPTIMAL, 0))
+    _use_runtime(monkeypatch, ValidityRuntime(trt.EngineValidity.SUBOPTIMAL, 0))
     report = check(src86)
     assert status(report) == "loads" and codes(report, "warning") == {"runtime.suboptimal"}
 
-    _use_runtime(monkeypatch, FakeRuntime(trt.EngineValidity.VALID, 0))
+    _use_runtime(monkeypatch, ValidityRuntime(trt.EngineValidity.VALID, 0))
     assert not check(src86).findings
     # an explicit target never asks this machine's runtime
-    _use_runtime(monkeypatch, FakeRuntime(trt.EngineValidity.INVALID, 64))
+    _use_runtime(monkeypatch, ValidityRuntime(trt.EngineValidity.INVALID, 64))
     assert not check(src86, HERE).findings
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "FakeContext",
     "FakeEngine",
     "FakeRuntime",
+    "ValidityRuntime",
     "World",
     "install",
 ]
@@ -235,6 +236,21 @@ FAKES = {
     FakeCache: real.IRuntimeCache,
     FakeContext: real.IExecutionContext,
 }
+
+
+class ValidityRuntime:
+    """``tensorrt_rtx.Runtime`` as ``check`` uses it: ``get_engine_validity`` answers what it was
+    told to (no machine here has a GPU for the real answer)."""
+
+    engine_header_size = 64
+
+    def __init__(self, validity: object, diagnostics: int) -> None:
+        self.result = (validity, diagnostics)
+        self.seen: list[bytes] = []
+
+    def get_engine_validity(self, buffer: memoryview) -> tuple[object, int]:
+        self.seen.append(bytes(buffer[:4]))
+        return self.result
 
 
 def install(world: World) -> SimpleNamespace:
