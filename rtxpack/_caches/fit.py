@@ -19,11 +19,13 @@ from .._text import version_tuple
 
 __all__ = [
     "cache_mismatches",
+    "could_fit",
     "describe_environment",
     "environment_fits",
     "target_of",
     "recorded_environment_fits",
     "same_environment",
+    "same_gpu",
 ]
 
 
@@ -50,7 +52,7 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
             f"target has {target.trt_version or 'unknown'}"
             + (" (give at least major.minor.patch)" if want is not None and len(want) < 3 else "")
         )
-    if target.gpu_name is None or env.gpu_name.strip().lower() != target.gpu_name.strip().lower():
+    if target.gpu_name is None or not same_gpu(env, target):
         reasons.append(f"made on GPU {env.gpu_name!r}, target has {target.gpu_name or 'unknown'!r}")
     if (
         target.compute_capability is not None
@@ -84,6 +86,22 @@ def _version_or_none(text: str) -> tuple[int, ...] | None:
         return version_tuple(text)
     except InvalidArgumentError:
         return None
+
+
+def same_gpu(env: Environment, target: Target) -> bool:
+    """The cache was made on the target's GPU model (names compared as the driver reports them,
+    ignoring case and surrounding spaces)."""
+    return _gpu_key(env.gpu_name) == _gpu_key(target.gpu_name or "")
+
+
+def could_fit(env: Environment, target: Target) -> bool:
+    """A cheap necessary condition of ``environment_fits`` (same OS, same GPU), to narrow a
+    bundle's caches before the full rule runs."""
+    return env.os == target.os and same_gpu(env, target)
+
+
+def _gpu_key(name: str) -> str:
+    return name.strip().lower()
 
 
 def environment_fits(env: Environment, target: Target) -> bool:

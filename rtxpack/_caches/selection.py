@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .._checks.target import Target
 from .._exceptions import RtxpackError
 from .._format.manifest import CacheInfo, EngineInfo
-from .fit import cache_mismatches, describe_environment
+from .fit import cache_mismatches, could_fit, describe_environment, same_gpu
 from .local import environment_key, file_meta, local_cache_path, read_cache_file, remember
 
 if TYPE_CHECKING:
@@ -53,22 +53,14 @@ def _fitting_order(caches: list[CacheInfo]) -> list[CacheInfo]:
 def fitting_caches(caches: Sequence[CacheInfo], engine: str, target: Target) -> list[CacheInfo]:
     """The prewarmed caches of ``engine`` that fit ``target``, in the order a load tries them
     (newest first); ``pull`` downloads the first."""
-    gpu, os_name = (target.gpu_name or "").strip().lower(), target.os
     # Cheap test first: a bundle may hold caches for hundreds of environments.
-    candidates = [
-        c
-        for c in caches
-        if c.engine == engine
-        and c.environment.os == os_name
-        and c.environment.gpu_name.strip().lower() == gpu
-    ]
+    candidates = [c for c in caches if c.engine == engine and could_fit(c.environment, target)]
     return [c for c in _fitting_order(candidates) if not cache_mismatches(c.environment, target)]
 
 
 def _why_none_fits(caches: list[CacheInfo], target: Target) -> list[str]:
     """One note per cache (same GPU first, at most MAX_NOTES), saying why it does not fit."""
-    gpu = (target.gpu_name or "").strip().lower()
-    same_gpu_first = sorted(caches, key=lambda c: c.environment.gpu_name.strip().lower() != gpu)
+    same_gpu_first = sorted(caches, key=lambda c: not same_gpu(c.environment, target))
     notes = []
     for c in same_gpu_first[:MAX_NOTES]:
         reasons = cache_mismatches(c.environment, target)

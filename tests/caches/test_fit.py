@@ -1,0 +1,75 @@
+"""The one cache-fit rule, and that selection, the local cache and edits all follow it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rtxpack._caches.fit import (
+    cache_mismatches,
+    could_fit,
+    environment_fits,
+    recorded_environment_fits,
+    same_environment,
+    target_of,
+)
+from rtxpack._caches.local import environment_key, persist_runtime_cache, read_cache_file
+from rtxpack._exceptions import RuntimeCacheWarning
+from rtxpack._format.manifest import Environment
+
+ENV = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux")
+HERE = target_of(ENV)
+
+
+@pytest.mark.parametrize(
+    ("change", "fits"),
+    [
+        ({}, True),
+        ({"driver_version": "580.95"}, True),  # newer driver, same major
+        ({"driver_version": "580.10"}, False),  # older driver
+        ({"driver_version": "590.1"}, False),  # another major
+        ({"trt_version": "1.7.1"}, True),  # a release named without its build matches
+        ({"trt_version": "1.7.1.200"}, False),
+        ({"gpu_name": "  nvidia geforce rtx 4090 "}, True),
+        ({"gpu_name": "NVIDIA GeForce RTX 4080"}, False),
+        ({"os": "windows"}, False),
+        ({"compute_capability": "8.6"}, False),
+        ({"gpu_name": None}, False),  # unknown counts as a mismatch for caches
+    ],
+)
+def test_the_rule(change: dict[str, object], fits: bool) -> None:
+    target = replace(HERE, **change)
+    assert environment_fits(ENV, target) is fits
+    assert (cache_mismatches(ENV, target) == []) is fits
+    if fits:
+        assert could_fit(ENV, target)
+
+
+def test_same_environment_is_mutual_fit() -> None:
+    assert same_environment(ENV, replace(ENV, gpu_name="nvidia geforce rtx 4090"))
+    assert not same_environment(ENV, replace(ENV, driver_version="580.95"))  # fits one way only
+    assert not same_environment(ENV, replace(ENV, trt_version="not a version"))
+
+
+def test_a_recorded_environment_must_be_well_formed(tmp_path: Path) -> None:
+    assert recorded_environment_fits(ENV.to_dict(), HERE)
+    for bad in (None, "x", [], {**ENV.to_dict(), "compute_capability": "eight"}, {"os": "linux"}):
+        assert not recorded_environment_fits(bad, HERE)
+
+
+def test_the_local_cache_follows_the_same_rule(tmp_path: Path) -> None:
+    """A local file made in ENV is reused exactly where the rule says a cache fits."""
+    path = tmp_path / "c.rtxcache"
+    digest = "blake3:" + "ab" * 32
+    persist_runtime_cache(
+        path, b"kernels", meta={"engine_digest": digest, "environment": environment_key(HERE)}
+    )
+    for target in (HERE, replace(HERE, driver_version="580.95"), replace(HERE, os="windows")):
+        expect = {"engine_digest": digest, "environment": environment_key(target)}
+        if environment_fits(ENV, target):
+            assert read_cache_file(path, expect=expect) == b"kernels"
+        else:
+            with pytest.warns(RuntimeCacheWarning, match="different environment"):
+                assert read_cache_file(path, expect=expect) is None
