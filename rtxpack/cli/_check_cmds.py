@@ -14,7 +14,13 @@ from .._checks.target import Target
 from .._facts import DRIVER_FLOOR, same_release
 from ._bundle_cmds import terminal_safe
 
-__all__ = ["describe_target", "render_table", "register", "target_from_args"]
+__all__ = [
+    "add_target_flags",
+    "describe_target",
+    "render_table",
+    "register",
+    "target_from_args",
+]
 
 _REASON_WIDTH = 72
 
@@ -43,6 +49,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle files to check")
+    add_target_flags(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of reports")
+    p.set_defaults(func=_cmd_check)
+
+
+def add_target_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that describe a target machine (``check``, ``pull``)."""
     p.add_argument(
         "--trt-version", metavar="V", help="TensorRT-RTX version on the target (default: here)"
     )
@@ -61,8 +74,6 @@ def register(sub: Any) -> None:
         help="CUDA major version of the target's TensorRT-RTX build (default: this machine's, "
         "when the target runs the TensorRT-RTX release installed here; else unknown)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list of reports")
-    p.set_defaults(func=_cmd_check)
 
 
 def target_from_args(args: argparse.Namespace, here: Target) -> tuple[Target, frozenset[str], bool]:

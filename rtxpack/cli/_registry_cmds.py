@@ -11,7 +11,7 @@ from typing import Any
 from .._checks.machine import local_target
 from .._exceptions import InvalidArgumentError
 from ._bundle_cmds import terminal_safe
-from ._check_cmds import target_from_args
+from ._check_cmds import add_target_flags, target_from_args
 
 __all__ = ["register", "register_cache_push"]
 
@@ -72,11 +72,7 @@ def register(sub: Any) -> None:
     )
     q.add_argument("ref", metavar="REF", help="oci://HOST[:PORT]/REPOSITORY[:TAG|@sha256:...]")
     q.add_argument("-o", "--output", type=Path, required=True, help="the bundle to write")
-    q.add_argument("--trt-version", metavar="V", help="TensorRT-RTX version on the target")
-    q.add_argument("--cc", metavar="X.Y", help="GPU compute capability of the target")
-    q.add_argument("--gpu", metavar="NAME", help="GPU name of the target (for runtime caches)")
-    q.add_argument("--driver", metavar="V", help="NVIDIA driver version of the target")
-    q.add_argument("--os", choices=["linux", "windows"], help="target OS")
+    add_target_flags(q)
     which = q.add_mutually_exclusive_group()
     which.add_argument(
         "--engine", action="append", metavar="NAME", help="pull this engine (repeatable)"
@@ -167,8 +163,8 @@ def _push(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     from .._registry.pull import pull
 
-    described = any(v is not None for v in (args.trt_version, args.cc, args.gpu, args.driver))
-    if described or args.os is not None:
+    flags = (args.trt_version, args.cc, args.gpu, args.driver, args.os, args.cuda)
+    if any(v is not None for v in flags):
         target, _, _ = target_from_args(args, local_target())
     else:
         target = None
