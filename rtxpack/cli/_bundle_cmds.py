@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import _bundle, _save
+from .. import _bundle, _save, _text
 from .._exceptions import InvalidArgumentError
-from .._format import container
 from .._strategy import (
     AllocationStrategy,
     CudaGraphStrategy,
@@ -129,11 +128,22 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def terminal_safe(text: str) -> str:
-    """Escape control and other non-printable characters (e.g. terminal escape sequences that a
-    hostile bundle's metadata could carry); newlines are kept."""
-    if text.isprintable():
-        return text
-    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+    """Escape every non-printable character of each line (terminal escape sequences that a hostile
+    bundle could carry, for instance); the line breaks of ``text`` itself are kept. Untrusted
+    values must be escaped one by one before they are joined into lines (``_escaped``), so that a
+    newline inside one is escaped too."""
+    return "\n".join(_text.terminal_safe(line) for line in text.split("\n"))
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string (keys too) escaped for a terminal, newlines included."""
+    if isinstance(value, str):
+        return _text.terminal_safe(value)
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def size_text(n: int) -> str:
@@ -218,9 +228,9 @@ def render_summary(data: dict[str, Any], path: str) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     data = _bundle.inspect_bundle(args.bundle)
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, allow_nan=False))  # strict JSON (the reader has no NaN)
     else:
-        print(terminal_safe(render_summary(data, args.bundle)))
+        print(terminal_safe(render_summary(_escaped(data), _text.terminal_safe(args.bundle))))
     return 0
 
 
@@ -245,16 +255,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     with _bundle.open_bundle(args.bundle) as b:
         if args.file is not None:
-            data: Any = b.read_file(args.file)
+            if args.file not in b.manifest.files:
+                b.read_file(args.file)  # raises, naming the files it has
+            index = b.manifest.files[args.file]
         elif args.source:
-            data = b.read_source(args.engine)
-            if data is None:
+            source = b.manifest.engine(args.engine).source
+            if source is None:
                 raise InvalidArgumentError(f"{args.bundle} does not include the model source")
+            index = source
         else:
-            data = b.read_engine(args.engine)
-        with container.atomic_output(Path(args.output)) as f:
-            f.write(data)
-        del data
+            index = b.manifest.engine(args.engine).section
+        b.extract(index, args.output)  # streamed: bounded memory whatever the section's size
     print(f"wrote {args.output}")
     return 0
 
