@@ -119,9 +119,10 @@ def _check_open(
     ask_runtime: bool,
 ) -> CompatibilityReport:
     engines = (bundle.manifest.engine(engine),) if engine is not None else bundle.manifest.engines
+    major, minor = bundle.format_version.split(".")
     return check_manifest(
         bundle.manifest,
-        bundle._file.version,
+        (int(major), int(minor)),
         target,
         engines=engines,
         missing=missing,
