@@ -99,3 +99,42 @@ def test_every_warning_rtxpack_raises_names_an_rtxpack_category() -> None:
                     f"{path.name}:{node.lineno}: warnings.warn without an rtxpack category"
                 )
                 assert issubclass(getattr(_exceptions, category.id), rtxpack.RtxpackWarning)
+
+
+def _hierarchy() -> list[type[BaseException] | type[Warning]]:
+    return [
+        obj
+        for name, obj in vars(_exceptions).items()
+        if isinstance(obj, type)
+        and issubclass(obj, (rtxpack.RtxpackError, rtxpack.RtxpackWarning))
+        and obj.__name__ == name  # not an alias (RuntimeFailure)
+    ]
+
+
+def test_the_docstring_tree_names_every_error_and_warning() -> None:
+    doc = _exceptions.__doc__ or ""
+    import re
+
+    missing = [c.__name__ for c in _hierarchy() if not re.search(rf"\b{c.__name__}\b", doc)]
+    assert not missing, f"add {missing} to the tree in rtxpack/_exceptions.py"
+
+
+def test_every_error_and_warning_is_public() -> None:
+    hidden = [cls.__name__ for cls in _hierarchy() if cls.__name__ not in rtxpack.__all__]
+    assert not hidden, f"export {hidden} from rtxpack/__init__.py"
+
+
+def test_errors_and_warnings_are_declared_only_in_exceptions_module() -> None:
+    import ast
+
+    root = Path(rtxpack.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.name == "_exceptions.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                # (a private exception for control flow inside one module is fine)
+                bases = [getattr(b, "id", getattr(b, "attr", "")) for b in node.bases]
+                assert not any(b.endswith(("Error", "Warning", "Exception")) for b in bases), (
+                    f"{path.relative_to(root)}: class {node.name} belongs in _exceptions.py"
+                )
