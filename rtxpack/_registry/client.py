@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -44,6 +46,8 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _AUTO: Any = object()
+#: Downloaded chunks waiting to be hashed and written (bounded memory: this many chunks).
+_SINK_DEPTH = 8
 
 
 def sha256_digest(data: bytes) -> str:
@@ -473,7 +477,21 @@ class RegistryClient:
         """
         if not digest.startswith("sha256:"):
             raise RegistryProtocolError(f"rtxpack only fetches sha256 blobs, not {digest!r}")
-        hasher = hasher if hasher is not None else hashlib.sha256()
+        sink = _Sink(out, hasher if hasher is not None else hashlib.sha256())
+        try:
+            self._fetch_into(repository, digest, size, sink, written)
+            got = "sha256:" + sink.hexdigest()
+        finally:
+            sink.close()
+        if got != digest:
+            raise BlobIntegrityError(
+                f"the {size} bytes {self._where()} served as blob {digest} have the digest "
+                f"{got}; the registry's copy is damaged or was replaced"
+            )
+
+    def _fetch_into(
+        self, repository: str, digest: str, size: int, sink: _Sink, written: int
+    ) -> None:
         drops = 0
         path = f"/v2/{repository}/blobs/{digest}"
         while written < size:
@@ -491,9 +509,8 @@ class RegistryClient:
                     )
             elif resp.status == 200:
                 if written:
-                    out.seek(0)
-                    out.truncate()
-                    hasher, written = hashlib.sha256(), 0
+                    sink.restart()
+                    written = 0
             else:
                 raise self.status_error(resp, f"blob {digest} in {repository}")
             length = resp.headers.get("Content-Length")
@@ -511,8 +528,7 @@ class RegistryClient:
                             f"{self._where()} sent more than the {size} bytes blob {digest} "
                             "has; refusing the rest"
                         )
-                    out.write(chunk)
-                    hasher.update(chunk)
+                    sink.put(chunk)
                     written += len(chunk)
                 resp.release_conn()
             except _Urllib3Error as exc:
@@ -534,11 +550,59 @@ class RegistryClient:
                         "bytes); try again later"
                     )
                 self._backoff(drops)
-        if "sha256:" + hasher.hexdigest() != digest:
-            raise BlobIntegrityError(
-                f"the {size} bytes {self._where()} served as blob {digest} have the digest "
-                f"sha256:{hasher.hexdigest()}; the registry's copy is damaged or was replaced"
-            )
+
+
+class _Sink:
+    """Writes downloaded chunks and hashes them on a worker thread, so sha256 (which releases
+    the GIL) runs on another core while the next chunk arrives and is written. The queue holds
+    at most ``_SINK_DEPTH`` chunks: memory stays bounded whatever the blob size."""
+
+    def __init__(self, out: BinaryIO, hasher: Any) -> None:
+        self._out, self._hasher = out, hasher
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_SINK_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="rtxpack-blob-sink", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hasher.update(chunk)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        """Write ``chunk`` (in the caller's thread) and queue it for hashing."""
+        if self._error is not None:
+            raise self._error
+        self._out.write(chunk)
+        self._queue.put(chunk)
+
+    def _drain(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def restart(self) -> None:
+        """Forget what was written (the server sent the whole blob again)."""
+        self._drain()
+        self._out.seek(0)
+        self._out.truncate()
+        self._hasher = hashlib.sha256()
+        self._thread = threading.Thread(target=self._work, name="rtxpack-blob-sink", daemon=True)
+        self._thread.start()
+
+    def hexdigest(self) -> str:
+        self._drain()
+        self._thread = None  # type: ignore[assignment]
+        return str(self._hasher.hexdigest())
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def pull_scope(repository: str) -> str:
