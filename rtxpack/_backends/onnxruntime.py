@@ -15,6 +15,7 @@ import torch
 from .._exceptions import BackendError, TensorMismatchError
 from .._format.manifest import TensorSpec
 from .base import EngineModule, Signature, bind_inputs, check_tensors, choose_profile, pack_outputs
+from .external_data import refuse_outside_data
 
 __all__ = ["OnnxRuntimeModule", "cuda_provider_available"]
 
@@ -95,6 +96,8 @@ class OnnxRuntimeModule(EngineModule):
             ]
         else:
             providers = ["CPUExecutionProvider"]
+        # Given as bytes, ONNX Runtime would read external data from the current folder.
+        refuse_outside_data(onnx_model, what=f"the ONNX source of engine {name!r}")
         try:
             self._session = ort.InferenceSession(bytes(onnx_model), providers=providers)
         except Exception as exc:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._backends.external_data import refuse_outside_data
 from .._build.engine import build_onnx, parse_compute_capabilities, trt_module
 from .._constants import CACHE_DIR_ENV, REBUILT_DIR, cache_root
 from .._exceptions import CompatibilityError, InvalidArgumentError, RtxpackError
@@ -120,8 +121,10 @@ def rebuild(
             say(f"{name}: {reason}: rebuilding from its ONNX source")
             keep = not (portable or info.hardware_portable)
             targets = ccs or (info.compute_capabilities or None if keep else None)
+            source = bytes(src.decode(manifest.sections[info.source]))
+            refuse_outside_data(source, what=f"the ONNX source of engine {name!r}")
             built[name] = build_onnx(
-                bytes(src.decode(manifest.sections[info.source])),
+                source,
                 shapes=[dict(p) for p in info.profiles] or None,
                 compute_capabilities=targets,
                 progress=say,
