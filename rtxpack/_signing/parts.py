@@ -1,0 +1,123 @@
+"""The signable parts of a bundle, named the same way in every bundle a subset pull makes.
+
+    engine/<engine name>     the engine section + its manifest record (strategy, targets, I/O...)
+    source/<engine name>     the engine's ONNX source section
+    samples/<engine name>    its stored sample tensors
+    file/<file name>         a user file
+    runtime_cache/<id>       a runtime cache section + its record (environment, engine, shapes)
+
+A part is named by records, never by section index, so a bundle with fewer sections (a per-device
+pull, a cache removed) names its remaining parts as before. The signed record of an engine is its
+manifest map without the layout keys ``section``, ``source`` and ``samples``; that of a cache is
+its map without ``section``. Nothing here reads section bytes: a section's digest is its manifest
+entry, checked against the bytes whenever they are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .envelope import Statement
+
+__all__ = ["Part", "bundle_parts", "describe_part", "match", "statement_for"]
+
+_ENGINE_LAYOUT_KEYS = ("section", "source", "samples")
+_CACHE_LAYOUT_KEYS = ("section",)
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    role: str  # the role that signs it: "engines" or "caches"
+    digest: str  # BLAKE3-256 hex of the decoded section bytes (the manifest's digest)
+    record: Any = None  # the signed record (engines and caches), else None
+    #: Other subjects a statement must name with these digests (a cache: its engine)
+    binds: Mapping[str, str] = field(default_factory=dict)
+
+
+def _hex(raw: Mapping[str, Any], index: int) -> str:
+    digest: str = raw["sections"][index]["digest"]
+    return digest.split(":", 1)[1]
+
+
+def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
+    """The parts of a bundle, from its manifest as plain data (already validated by the reader:
+    indices point at sections of the right kind, names are unique)."""
+    parts: dict[str, Part] = {}
+    engine_digest: dict[str, str] = {}
+    for e in raw.get("engines", []):
+        name = e["name"]
+        record = {k: v for k, v in e.items() if k not in _ENGINE_LAYOUT_KEYS}
+        engine_digest[name] = _hex(raw, e["section"])
+        parts[f"engine/{name}"] = Part(f"engine/{name}", "engines", engine_digest[name], record)
+        for kind in ("source", "samples"):
+            if e.get(kind) is not None:
+                parts[f"{kind}/{name}"] = Part(f"{kind}/{name}", "engines", _hex(raw, e[kind]))
+    for fname, index in raw.get("files", {}).items():
+        parts[f"file/{fname}"] = Part(f"file/{fname}", "engines", _hex(raw, index))
+    for c in raw.get("caches", []):
+        name = f"runtime_cache/{c['id']}"
+        record = {k: v for k, v in c.items() if k not in _CACHE_LAYOUT_KEYS}
+        binds = {f"engine/{c['engine']}": engine_digest[c["engine"]]}
+        parts[name] = Part(name, "caches", _hex(raw, c["section"]), record, binds)
+    return parts
+
+
+def statement_for(parts: Mapping[str, Part], role: str, signed_at: str = "") -> Statement:
+    """What a signer of ``role`` signs: every part of that role, with its record, plus (for
+    caches) the engines they belong to as bare subjects."""
+    subjects: dict[str, str] = {}
+    records: dict[str, Any] = {}
+    for part in parts.values():
+        if part.role != role:
+            continue
+        subjects[part.name] = part.digest
+        if part.record is not None:
+            records[part.name] = part.record
+        subjects.update(part.binds)
+    return Statement(role, subjects, records, signed_at)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as data, with types kept apart (``true`` is not ``1``, ``1`` is not ``1.0``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def match(statement: Statement, part: Part) -> str | None:
+    """Why ``statement`` does not vouch for ``part`` as it is in the bundle, or None if it does.
+    The caller only asks for parts the statement names (``part.name in statement.subjects``)."""
+    if statement.subjects[part.name] != part.digest:
+        return "its section bytes differ from what was signed (the section digest changed)"
+    if part.record is not None:
+        signed = statement.records.get(part.name)
+        if signed is None:
+            return "its manifest record was not signed"
+        if not same(signed, part.record):
+            if isinstance(signed, dict):
+                keys = sorted(
+                    k
+                    for k in set(signed) | set(part.record)
+                    if k not in signed
+                    or k not in part.record
+                    or not same(signed[k], part.record[k])
+                )
+                return "its manifest record differs from what was signed in: " + ", ".join(keys)
+            return "its manifest record differs from what was signed"
+    for name, digest in part.binds.items():
+        if statement.subjects.get(name) != digest:
+            return f"it was signed for another {describe_part(name)} (the engine's digest differs)"
+    return None
+
+
+def describe_part(name: str) -> str:
+    """``engine/main`` -> ``engine 'main'`` (for messages)."""
+    kind, _, rest = name.partition("/")
+    return f"{kind.replace('_', ' ')} {rest!r}"

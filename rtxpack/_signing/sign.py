@@ -1,0 +1,92 @@
+"""Making signature sections, and deciding which ones a rewritten bundle keeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import InvalidArgumentError, RtxpackError, SignatureError
+from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, Envelope, SignatureLimits, Statement
+from .keys import PrivateKey
+from .parts import bundle_parts, match, statement_for
+
+__all__ = ["SECTION_KIND", "SignedSection", "sign_manifest", "still_holding"]
+
+#: The section kind that holds one DSSE envelope (JSON, stored). Readers of format 1.0 skip it;
+#: a per-device pull keeps it (it is neither an engine, a cache, a source nor samples).
+SECTION_KIND = "signature"
+
+
+@dataclass(frozen=True)
+class SignedSection:
+    name: str  # the section name: "<role>-<first 16 hex digits of the key id>"
+    role: str
+    key_id: str
+    envelope: bytes  # the DSSE envelope, JSON
+    parts: tuple[str, ...]  # what it signs
+
+
+def section_name(role: str, key_id: str) -> str:
+    return f"{role}-{key_id[:16]}"
+
+
+def sign_manifest(
+    raw_manifest: Mapping[str, Any], key: PrivateKey, role: str, signed_at: str | None = None
+) -> SignedSection:
+    """Sign the parts of ``role`` in a bundle whose manifest (as plain data) is ``raw_manifest``."""
+    if role not in ROLES:
+        raise InvalidArgumentError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    parts = bundle_parts(raw_manifest)
+    statement = statement_for(
+        parts,
+        role,
+        signed_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    signed = tuple(p for p in parts if parts[p].role == role)
+    if not signed:
+        what = "engines" if role == "engines" else "runtime caches"
+        raise SignatureError(f"nothing to sign for role {role}: the bundle holds no {what}")
+    envelope = Envelope.sign(statement.to_json(), key)
+    return SignedSection(
+        section_name(role, key.key_id), role, key.key_id, envelope.to_json(), signed
+    )
+
+
+def still_holding(
+    raw_manifest: Mapping[str, Any],
+    envelopes: Sequence[tuple[str, bytes | RtxpackError]],
+    limits: SignatureLimits = DEFAULT_SIGNATURE_LIMITS,
+) -> tuple[list[str], dict[str, str]]:
+    """Which signatures still hold for a rewritten bundle: names kept, and dropped -> why.
+
+    A signature holds when every part of its role that the new bundle has and that it names still
+    matches it, and it still covers at least one part. No key is needed: a signature that held
+    before is still valid after a rewrite that leaves its parts alone.
+    """
+    parts = bundle_parts(raw_manifest)
+    kept: list[str] = []
+    dropped: dict[str, str] = {}
+    for name, data in envelopes:
+        if isinstance(data, RtxpackError):
+            dropped[name] = f"it is damaged ({data})"
+            continue
+        try:
+            env = Envelope.parse(data, f"signature {name!r}", limits)
+            statement = Statement.parse(env.payload, f"signature {name!r} statement", limits)
+        except SignatureError as exc:
+            dropped[name] = f"it is damaged ({exc})"
+            continue
+        named = [
+            p for p in parts.values() if p.role == statement.role and p.name in statement.subjects
+        ]
+        broken = {p.name: r for p in named if (r := match(statement, p)) is not None}
+        if broken:
+            part, reason = next(iter(broken.items()))
+            dropped[name] = f"{part} changed: {reason}"
+        elif not named:
+            dropped[name] = "it signs nothing the new bundle holds"
+        else:
+            kept.append(name)
+    return kept, dropped
