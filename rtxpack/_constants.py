@@ -24,12 +24,16 @@ __all__ = [
     "OCI_STORE_DIR",
     "REBUILT_DIR",
     "RUNTIME_CACHES_DIR",
+    "TRUST_POLICY_ENV",
     "cache_root",
 ]
 
 APP_NAME = "rtxpack"
 #: Environment variable that moves the cache root.
 CACHE_DIR_ENV = "RTXPACK_CACHE_DIR"
+#: Environment variable naming a trust policy file (docs/signing.md); ``load`` and ``open``
+#: apply it when no ``trust`` is given, so a fleet sets it once.
+TRUST_POLICY_ENV = "RTXPACK_TRUST_POLICY"
 #: Sub-folders of the cache root.
 RUNTIME_CACHES_DIR = "runtime-caches"
 REBUILT_DIR = "rebuilt"

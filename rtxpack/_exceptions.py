@@ -18,14 +18,16 @@ found, what was expected and what to do)::
     ├── TensorMismatchError (also ValueError)  inputs do not match the engine's signature
     ├── BackendError ........................ the TensorRT-RTX or ONNX Runtime backend refused
     │                                         an operation (old name: RuntimeFailure)
-    └── RegistryError ....................... talking to an OCI registry failed
-        ├── InvalidReferenceError (also InvalidArgumentError)  a malformed oci:// reference
-        ├── RegistryConnectionError ......... unreachable, or 5xx / dropped after the retries
-        ├── RegistryAuthError ............... no, rejected or endlessly challenged credentials
-        ├── RegistryNotFoundError ........... no such repository, tag, manifest or blob
-        ├── RegistryProtocolError ........... an answer outside the spec or rtxpack's limits, or
-        │                                     an artifact that is not a bundle
-        └── BlobIntegrityError (also IntegrityError)  served bytes do not match their digest
+    ├── RegistryError ....................... talking to an OCI registry failed
+    │   ├── InvalidReferenceError (also InvalidArgumentError)  a malformed oci:// reference
+    │   ├── RegistryConnectionError ......... unreachable, or 5xx / dropped after the retries
+    │   ├── RegistryAuthError ............... no, rejected or endlessly challenged credentials
+    │   ├── RegistryNotFoundError ........... no such repository, tag, manifest or blob
+    │   ├── RegistryProtocolError ........... an answer outside the spec or rtxpack's limits, or
+    │   │                                     an artifact that is not a bundle
+    │   └── BlobIntegrityError (also IntegrityError)  served bytes do not match their digest
+    └── SignatureError ...................... signature data is malformed; nothing to sign
+        └── UntrustedBundleError ............ a trust policy refuses a part  [.part, .signers]
 
 Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarning)``)::
 
@@ -34,6 +36,7 @@ Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarni
         ├── FallbackWarning ..... a load runs the ONNX source with ONNX Runtime instead
         ├── RebuildWarning ...... a load rebuilds an engine from its source for this machine
         ├── RuntimeCacheWarning . a runtime cache was unusable, rejected or not written
+        ├── UntrustedCacheWarning a trust policy dropped a runtime cache it does not trust
         └── CaptureWarning ...... CUDA graphs: a strategy does not hold under capture/stream
 
 Errors about a file carry ``path`` (``str``, or None when no file path is known).
@@ -73,8 +76,11 @@ __all__ = [
     "RtxpackWarning",
     "RuntimeCacheWarning",
     "RuntimeFailure",
+    "SignatureError",
     "TensorMismatchError",
     "UnsupportedVersionError",
+    "UntrustedBundleError",
+    "UntrustedCacheWarning",
 ]
 
 
@@ -181,6 +187,21 @@ class BackendError(RtxpackError):
         self.detail = detail
 
 
+class SignatureError(RtxpackError):
+    """A bundle's signature data is malformed, or there is nothing to sign (docs/signing.md)."""
+
+
+class UntrustedBundleError(SignatureError):
+    """Under a trust policy, a part of the bundle is unsigned, tampered with, or signed only by
+    keys the policy does not trust. ``part`` names it (``engine/main``,
+    ``runtime_cache/ab12cd34``); ``signers`` says what the bundle's signatures say about it."""
+
+    def __init__(self, message: str, *, part: str, signers: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.part = part
+        self.signers = signers
+
+
 #: The name ``BackendError`` had before 0.2; kept so existing ``except`` clauses still work.
 RuntimeFailure = BackendError
 
@@ -247,3 +268,8 @@ class RuntimeCacheWarning(RtxpackWarning):
 class CaptureWarning(RtxpackWarning):
     """A CUDA-graph related strategy cannot hold as asked (default stream, lazy kernels under
     capture); the module still runs."""
+
+
+class UntrustedCacheWarning(RtxpackWarning):
+    """A trust policy with ``untrusted_caches="drop"`` ignored a runtime cache it does not trust
+    (the engine loads cold)."""

@@ -11,14 +11,13 @@ sign.py      new signature sections; which signatures a rewritten bundle keeps
 from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, SignatureLimits
 from .keys import ALGORITHMS, PrivateKey, PublicKey, generate_key
 from .parts import describe_part
-from .policy import ENV_TRUST_POLICY, TrustPolicy
+from .policy import TrustPolicy
 from .sign import SECTION_KIND, SignedSection, sign_manifest, still_holding
 from .verify import Signer, TrustReport, evaluate
 
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_SIGNATURE_LIMITS",
-    "ENV_TRUST_POLICY",
     "ROLES",
     "SECTION_KIND",
     "PrivateKey",

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import SignatureError
+from .._exceptions import SignatureError
 from .keys import PrivateKey
 
 __all__ = [

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .._errors import InvalidArgumentError, OutputError
+from .._exceptions import InvalidArgumentError, OutputError
 
 __all__ = [
     "ALGORITHMS",

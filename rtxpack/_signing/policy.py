@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .._errors import InvalidArgumentError
+from .._constants import TRUST_POLICY_ENV
+from .._exceptions import InvalidArgumentError
 from .keys import PublicKey
 
-__all__ = ["ENV_TRUST_POLICY", "KeySource", "TrustPolicy"]
+__all__ = ["KeySource", "TrustPolicy"]
 
-#: Environment variable naming a policy file; ``load`` and ``open`` apply it when no ``trust`` is
-#: given, so a fleet sets it once.
-ENV_TRUST_POLICY = "RTXPACK_TRUST_POLICY"
 _MAX_POLICY_FILE = 1024 * 1024
 
 KeySource = Union[PublicKey, str, "os.PathLike[str]", bytes]
@@ -150,13 +148,13 @@ class TrustPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrustPolicy | None:
         """The policy file named by ``RTXPACK_TRUST_POLICY``, or None when it is unset or empty."""
-        value = (os.environ if environ is None else environ).get(ENV_TRUST_POLICY, "")
+        value = (os.environ if environ is None else environ).get(TRUST_POLICY_ENV, "")
         if not value:
             return None
         try:
             return cls.from_file(value)
         except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"{ENV_TRUST_POLICY}: {exc}") from None
+            raise InvalidArgumentError(f"{TRUST_POLICY_ENV}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import InvalidArgumentError, RtxpackError, SignatureError
+from .._exceptions import InvalidArgumentError, RtxpackError, SignatureError
 from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, Envelope, SignatureLimits, Statement
 from .keys import PrivateKey
 from .parts import bundle_parts, match, statement_for

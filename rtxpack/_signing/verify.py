@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import RtxpackError, SignatureError, UntrustedBundleError
+from .._exceptions import RtxpackError, SignatureError, UntrustedBundleError
 from .envelope import DEFAULT_SIGNATURE_LIMITS, Envelope, SignatureLimits, Statement, pae
 from .parts import Part, bundle_parts, describe_part, match
 from .policy import TrustPolicy
