@@ -37,6 +37,7 @@ Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarni
         ├── RebuildWarning ...... a load rebuilds an engine from its source for this machine
         ├── RuntimeCacheWarning . a runtime cache was unusable, rejected or not written
         ├── UntrustedCacheWarning a trust policy dropped a runtime cache it does not trust
+        ├── SignatureDroppedWarning a rewrite dropped a signature that no longer holds
         └── CaptureWarning ...... CUDA graphs: a strategy does not hold under capture/stream
 
 Errors about a file carry ``path`` (``str``, or None when no file path is known).
@@ -76,6 +77,7 @@ __all__ = [
     "RtxpackWarning",
     "RuntimeCacheWarning",
     "RuntimeFailure",
+    "SignatureDroppedWarning",
     "SignatureError",
     "TensorMismatchError",
     "UnsupportedVersionError",
@@ -273,3 +275,8 @@ class CaptureWarning(RtxpackWarning):
 class UntrustedCacheWarning(RtxpackWarning):
     """A trust policy with ``untrusted_caches="drop"`` ignored a runtime cache it does not trust
     (the engine loads cold)."""
+
+
+class SignatureDroppedWarning(RtxpackWarning):
+    """A rewrite (cache add/remove, migrate, rebuild) left out a signature that no longer holds
+    for the new bundle (a part it signed changed or is gone); the message names it and why."""

@@ -20,6 +20,7 @@ import secrets
 import stat
 import struct
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from .._exceptions import (
     NotABundleError,
     OutputError,
     RtxpackError,
+    SignatureDroppedWarning,
     UnsupportedVersionError,
     attach_path,
 )
@@ -71,6 +73,10 @@ _CHUNK = 8 * 1024 * 1024
 _PAD = bytes(ALIGNMENT)
 _MAX_WINDOW = 2**27  # docs/format.md: a zstd section needs a window of at most 128 MiB
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: Signature sections (docs/signing.md): the writer keeps their few bytes to check at ``finish``
+#: that each still holds for the manifest it writes.
+_SIGNATURE = "signature"
+_MAX_SIGNATURE = 4 * 1024 * 1024
 assert _HEADER.size == HEADER_SIZE
 
 
@@ -326,6 +332,9 @@ class BundleWriter:
         self._f = f
         self._zstd_level = zstd_level
         self.sections: list[Section] = []
+        #: signature sections left out by ``finish`` because they no longer hold -> why
+        self.dropped_signatures: dict[str, str] = {}
+        self._signatures: dict[int, bytes] = {}  # signature sections' bytes, by index
         f.seek(0)
         f.write(bytes(HEADER_SIZE))
         self._pos = HEADER_SIZE
@@ -344,11 +353,14 @@ class BundleWriter:
         h = _hasher()
         size = 0
         write = self._f.write
+        kept = bytearray()  # a signature section's bytes (small), for finish()
         if codec == "stored":
             for chunk in chunks:
                 h.update(chunk)
                 write(chunk)
                 size += len(chunk)
+                if kind == _SIGNATURE and size <= _MAX_SIGNATURE:
+                    kept += chunk
         else:
             cctx = zstandard.ZstdCompressor(level=self._zstd_level, threads=-1)
             comp = cctx.compressobj()
@@ -358,6 +370,8 @@ class BundleWriter:
                 write(comp.compress(chunk))
             write(comp.flush())
         self._pos = self._f.tell()
+        if kind == _SIGNATURE and codec == "stored" and size <= _MAX_SIGNATURE:
+            self._signatures[len(self.sections)] = bytes(kept)
         self.sections.append(
             Section(
                 kind=kind,
@@ -406,6 +420,8 @@ class BundleWriter:
         for i in range(0, len(view), _CHUNK):
             self._f.write(view[i : i + _CHUNK])
         self._pos = self._f.tell()
+        if section.kind == _SIGNATURE and section.length <= _MAX_SIGNATURE:
+            self._signatures[len(self.sections)] = bytes(view)
         self.sections.append(
             Section(
                 kind=section.kind,
@@ -501,10 +517,39 @@ class BundleWriter:
                 index[i] = self.copy_section(source, section)
         return index
 
+    def _drop_stale_signatures(self, manifest: Manifest) -> Manifest:
+        """Leave out of the section table the signatures that no longer hold for ``manifest``
+        (their few bytes stay behind as a gap no reader reads), with a warning naming each."""
+        from .._signing.sign import SECTION_KIND, why_stale
+
+        stale: dict[int, str] = {}
+        raw = None
+        for i, s in enumerate(manifest.sections):
+            if s.kind != SECTION_KIND:
+                continue
+            raw = manifest.to_dict() if raw is None else raw
+            reason = why_stale(raw, self._signatures.get(i, b""))
+            if reason is not None:
+                stale[i] = reason
+        if not stale:
+            return manifest
+        for i, reason in stale.items():
+            warnings.warn(
+                f"dropped signature {manifest.sections[i].name!r}: {reason}; sign the new bundle "
+                "again to restore it",
+                SignatureDroppedWarning,
+                stacklevel=3,
+            )
+        kept = [i for i in range(len(manifest.sections)) if i not in stale]
+        self.dropped_signatures.update({manifest.sections[i].name: r for i, r in stale.items()})
+        self.sections = [manifest.sections[i] for i in kept]
+        return manifest.renumbered({old: new for new, old in enumerate(kept)}, tuple(self.sections))
+
     def finish(self, manifest: Manifest, version: tuple[int, int] = FORMAT_VERSION) -> None:
         """Write the manifest and the header. ``manifest.sections`` must be this writer's."""
         if list(manifest.sections) != self.sections:
             raise AssertionError("manifest.sections must be the sections this writer wrote")
+        manifest = self._drop_stale_signatures(manifest)
         manifest.check_references()
         blob = msgpack.packb(manifest.to_dict(), use_bin_type=True)
         if len(blob) > DEFAULT_LIMITS.max_manifest_bytes:

@@ -30,8 +30,9 @@ __all__ = [
     "TensorSpec",
 ]
 
-#: Section kinds. ``file`` is a user file; readers skip kinds they do not know.
-SECTION_KINDS = ("engine", "runtime_cache", "source", "samples", "file")
+#: Section kinds. ``file`` is a user file; ``signature`` a DSSE envelope (format 1.1,
+#: docs/signing.md); readers skip kinds they do not know.
+SECTION_KINDS = ("engine", "runtime_cache", "source", "samples", "file", "signature")
 CODECS = ("stored", "zstd")
 #: Tensor element types, named as numpy/torch name them (TensorRT-RTX's DataType in parentheses):
 #: float32 (FLOAT), float16 (HALF), bfloat16 (BF16), int8, int32, int64, bool, uint8,

@@ -12,7 +12,7 @@ from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, SignatureLimits
 from .keys import ALGORITHMS, PrivateKey, PublicKey, generate_key
 from .parts import describe_part
 from .policy import TrustPolicy
-from .sign import SECTION_KIND, SignedSection, sign_manifest, still_holding
+from .sign import SECTION_KIND, SignedSection, sign_manifest, why_stale
 from .verify import Signer, TrustReport, evaluate
 
 __all__ = [
@@ -31,5 +31,5 @@ __all__ = [
     "evaluate",
     "generate_key",
     "sign_manifest",
-    "still_holding",
+    "why_stale",
 ]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InvalidArgumentError, RtxpackError, SignatureError
 from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, Envelope, SignatureLimits, Statement
 from .keys import PrivateKey
-from .parts import bundle_parts, match, statement_for
+from .parts import bundle_parts, describe_part, match, statement_for
 
-__all__ = ["SECTION_KIND", "SignedSection", "sign_manifest", "still_holding"]
+__all__ = ["SECTION_KIND", "SignedSection", "sign_manifest", "why_stale"]
 
 #: The section kind that holds one DSSE envelope (JSON, stored). Readers of format 1.0 skip it;
 #: a per-device pull keeps it (it is neither an engine, a cache, a source nor samples).
@@ -54,39 +54,30 @@ def sign_manifest(
     )
 
 
-def still_holding(
+def why_stale(
     raw_manifest: Mapping[str, Any],
-    envelopes: Sequence[tuple[str, bytes | RtxpackError]],
+    data: bytes | RtxpackError,
     limits: SignatureLimits = DEFAULT_SIGNATURE_LIMITS,
-) -> tuple[list[str], dict[str, str]]:
-    """Which signatures still hold for a rewritten bundle: names kept, and dropped -> why.
+) -> str | None:
+    """Why a signature no longer holds for a (rewritten) bundle, or None if it still does.
 
-    A signature holds when every part of its role that the new bundle has and that it names still
-    matches it, and it still covers at least one part. No key is needed: a signature that held
-    before is still valid after a rewrite that leaves its parts alone.
+    A signature holds when every part of its role that the bundle has and that it names still
+    matches it, and it covers at least one part. No key is needed: a rewrite that leaves a
+    signature's parts alone leaves the signature valid.
     """
+    if isinstance(data, RtxpackError):
+        return f"it is damaged ({data})"
+    try:
+        env = Envelope.parse(data, "signature", limits)
+        statement = Statement.parse(env.payload, "signature statement", limits)
+    except SignatureError as exc:
+        return f"it is damaged ({exc})"
     parts = bundle_parts(raw_manifest)
-    kept: list[str] = []
-    dropped: dict[str, str] = {}
-    for name, data in envelopes:
-        if isinstance(data, RtxpackError):
-            dropped[name] = f"it is damaged ({data})"
-            continue
-        try:
-            env = Envelope.parse(data, f"signature {name!r}", limits)
-            statement = Statement.parse(env.payload, f"signature {name!r} statement", limits)
-        except SignatureError as exc:
-            dropped[name] = f"it is damaged ({exc})"
-            continue
-        named = [
-            p for p in parts.values() if p.role == statement.role and p.name in statement.subjects
-        ]
-        broken = {p.name: r for p in named if (r := match(statement, p)) is not None}
-        if broken:
-            part, reason = next(iter(broken.items()))
-            dropped[name] = f"{part} changed: {reason}"
-        elif not named:
-            dropped[name] = "it signs nothing the new bundle holds"
-        else:
-            kept.append(name)
-    return kept, dropped
+    named = [p for p in parts.values() if p.role == statement.role and p.name in statement.subjects]
+    for p in named:
+        reason = match(statement, p)
+        if reason is not None:
+            return f"{describe_part(p.name)} changed: {reason}"
+    if not named:
+        return "it signs nothing the new bundle holds"
+    return None

@@ -34,7 +34,7 @@ class Signer:
     role: str = ""  # "engines" / "caches"; empty when the data is damaged
     key_id: str = ""
     signed_at: str = ""
-    covers: tuple[str, ...] = ()  # present parts it signed as they are
+    covers: tuple[str, ...] = ()  # present parts it signed as they are (if it verifies)
     mismatched: Mapping[str, str] = field(default_factory=dict)  # present parts it signed otherwise
     detail: str = ""  # why it is damaged / invalid / untrusted
 
@@ -173,7 +173,7 @@ def _signers(
                 statement.role,
                 sig.keyid,
                 statement.signed_at,
-                tuple(covers) if status != "invalid" else (),
+                tuple(covers),
                 mismatched,
                 detail,
             )
@@ -215,7 +215,12 @@ def evaluate(
     for name, part in parts.items():
         if not _required(part, policy) or report.trusted_by(name):
             continue
-        reason = f"it is not signed by a key the trust policy trusts for {part.role}"
+        if any(x.status == "trusted" and name in x.mismatched for x in signers):
+            reason = "it changed after a trusted key signed it"
+        elif any(name in x.covers for x in signers):
+            reason = f"it is signed only by keys the trust policy does not trust for {part.role}"
+        else:
+            reason = f"it is not signed by a key the trust policy trusts for {part.role}"
         if part.role == "caches" and policy.untrusted_caches == "drop":
             dropped[name.split("/", 1)[1]] = reason
         else:
