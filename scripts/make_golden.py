@@ -1,12 +1,16 @@
-"""Write the golden bundle of format 1.0: tests/golden/v1.0/mlp.rtxpack.
+"""Write the golden bundles: tests/golden/v1.0/mlp.rtxpack and tests/golden/v1.1/.
 
-Run once, when format 1.0 was current; the file is committed and must NEVER be regenerated or
-changed: tests/upgrade/test_migrate.py checks its exact digest, so that every future rtxpack
-proves it still reads what rtxpack 0.1 wrote. When the format changes, add a new script run for
-the old version (tests/golden/vX.Y/) before switching the writer — never rewrite an existing
-golden file.
+Each was written when its format was current; the files are committed and must NEVER be
+regenerated or changed once their format is released: the tests check their exact digests, so
+that every future rtxpack proves it still reads what older ones wrote. When the format changes,
+add a new run for the old version (tests/golden/vX.Y/) before switching the writer.
 
-    python scripts/make_golden.py [OUTPUT]
+    python scripts/make_golden.py [OUTPUT]          # format 1.0 (only while rtxpack wrote 1.0)
+    python scripts/make_golden.py 1.1 [FOLDER]      # format 1.1: the 1.0 content, signed
+
+Format 1.1 is still open in this development cycle (nothing was released since 1.0): a change
+that extends 1.1 regenerates tests/golden/v1.1/ with the second form and updates its digest in
+tests/upgrade/test_golden_v1_1.py.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's rtxpack and test helpers
 
 from conftest import MLP_SHAPES, make_onnx_mlp  # noqa: E402
 
@@ -34,6 +38,12 @@ FAKE_CACHE = b"RTXPACK-GOLDEN-FAKE-RUNTIME-CACHE\x00" + bytes(range(256)) * 4
 def main(out: Path) -> None:
     if container.FORMAT_VERSION != (1, 0):
         raise SystemExit("this script writes the format 1.0 golden bundle; rtxpack writes another")
+    _write(out, "format 1.0")
+    print(f"wrote {out} ({out.stat().st_size} bytes, {container.digest(out.read_bytes())})")
+
+
+def _write(out: Path, label: str) -> None:
+    """The golden content (see tests/golden/README.md) in the format rtxpack writes."""
     with tempfile.TemporaryDirectory() as tmp:
         onnx = make_onnx_mlp(Path(tmp) / "mlp.onnx")
         plain = Path(tmp) / "plain.rtxpack"
@@ -44,7 +54,7 @@ def main(out: Path) -> None:
             shapes=MLP_SHAPES,
             compute_capabilities=["8.9"],  # one target keeps the file small
             samples={"x": x},
-            metadata={"team": "vision", "golden": "format 1.0"},
+            metadata={"team": "vision", "golden": label},
             files={"labels.txt": b"cat\ndog\n"},
             strategy=rtxpack.RuntimeStrategy(
                 dynamic_shapes_kernel_specialization_strategy="eager",
@@ -75,8 +85,30 @@ def main(out: Path) -> None:
             )
             writer.finish(replace(manifest, sections=tuple(writer.sections), caches=(cache,)))
         src.close()
+
+
+def main_1_1(folder: Path) -> None:
+    """The 1.0 golden content written as format 1.1, signed by a builder key (role engines,
+    Ed25519) and a prewarm key (role caches, ECDSA P-256). The public keys are written beside it;
+    the private keys are thrown away (a golden file is never signed again)."""
+    from rtxpack._signing import PrivateKey
+    from rtxpack._signing.bundle import sign
+
+    if container.FORMAT_VERSION != (1, 1):
+        raise SystemExit("this run writes the format 1.1 golden bundle; rtxpack writes another")
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "mlp.rtxpack"
+    _write(out, "format 1.1")
+    builder, prewarm = PrivateKey.generate("ed25519"), PrivateKey.generate("ecdsa-p256")
+    sign(out, builder, role="engines")
+    sign(out, prewarm, role="caches")
+    (folder / "builder.pub").write_bytes(builder.public_key.to_pem())
+    (folder / "prewarm.pub").write_bytes(prewarm.public_key.to_pem())
     print(f"wrote {out} ({out.stat().st_size} bytes, {container.digest(out.read_bytes())})")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tests/golden/v1.0/mlp.rtxpack")
+    if len(sys.argv) > 1 and sys.argv[1] == "1.1":
+        main_1_1(Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "tests/golden/v1.1")
+    else:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tests/golden/v1.0/mlp.rtxpack")

@@ -68,7 +68,7 @@ def test_save_from_engine_bytes(tmp_path: Path, mlp_engine: bytes) -> None:
         assert info.source is None and info.samples is None
         assert b.manifest.metadata == {"owner": "me"}
         assert b.manifest.rtxpack_version == rtxpack.__version__
-        assert b.format_version == "1.0"
+        assert b.format_version == "1.1"
         b.verify()
 
 
@@ -378,7 +378,7 @@ def test_inspect_is_plain_json_data(onnx_bundle: Path) -> None:
     data = rtxpack.inspect(onnx_bundle)
     again = json.loads(json.dumps(data))
     assert again == data
-    assert data["format_version"] == "1.0"
+    assert data["format_version"] == "1.1"
     assert data["file_size"] == onnx_bundle.stat().st_size
     assert data["engines"][0]["name"] == "main"
     assert data["engines"][0]["strategy"]["cuda_graph_strategy"] == "disabled"
@@ -450,7 +450,7 @@ def test_cli_build_inspect_verify_extract(
 
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "format 1.0" in text and "engine    main" in text
+    assert "format 1.1" in text and "engine    main" in text
     assert "dynamic shapes: eager" in text and "input     x  float32  [-1, 16]" in text
 
     assert main(["inspect", str(out), "--json"]) == 0

@@ -65,7 +65,7 @@ __all__ = [
 
 MAGIC = b"\x89RTXPACK"
 #: (major, minor) of the format this rtxpack writes. Readers accept any minor of this major.
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 _HEADER = struct.Struct("<8sHHIQQ32s")
 HEADER_SIZE = 64
 ALIGNMENT = 4096

@@ -29,10 +29,18 @@ class Step:
     sections: Callable[[str, bytes], bytes | None] | None = None
 
 
+def _from_1_0(raw: dict[str, Any]) -> dict[str, Any]:
+    """1.0 -> 1.1. Format 1.1 adds the ``signature`` section kind (docs/signing.md): a 1.0
+    manifest means the same in 1.1, so nothing changes."""
+    return raw
+
+
 #: Every older format rtxpack wrote, mapped to the step that carries it one version forward.
 #: The reader applies the steps, so ``rtxpack.open`` reads every version in this table; each entry
-#: comes with a golden bundle under tests/golden/ (docs/migration.md). Empty: 1.0 is the first.
-STEPS: dict[tuple[int, int], Step] = {}
+#: comes with a golden bundle under tests/golden/ (docs/migration.md).
+STEPS: dict[tuple[int, int], Step] = {
+    (1, 0): Step(target=(1, 1), manifest=_from_1_0),
+}
 
 
 def steps_from(version: tuple[int, int]) -> list[Step]:

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._format import container as _format
 from .._exceptions import RtxpackError, SignatureError
+from .._format import container as _format
 from .._format.manifest import Manifest
 from .envelope import DEFAULT_SIGNATURE_LIMITS, SignatureLimits
 from .keys import PrivateKey

@@ -70,7 +70,7 @@ def test_matching_target_loads(src86: Path) -> None:
     assert report.ok and report.can_load
     assert status(report) == "loads"
     assert not report.errors and not report.warnings
-    assert report.format_version == "1.0"
+    assert report.format_version == "1.1"
     data = json.loads(json.dumps(report.to_dict()))
     assert set(data) == {
         "bundle",
@@ -212,7 +212,7 @@ def test_too_new_major_is_reported_not_raised(onnx_bundle: Path, tmp_path: Path)
     assert not report.ok and not report.can_load
     (finding,) = report.findings
     assert finding.code == "format.unsupported_version" and finding.severity == "error"
-    assert "2.1" in finding.message and "1.0" in finding.message
+    assert "2.1" in finding.message and "1.1" in finding.message
     assert "upgrade rtxpack" in finding.message
     assert report.format_version == "2.1"
     (verdict,) = report.engines

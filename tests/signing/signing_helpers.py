@@ -3,6 +3,8 @@ digest fixed up, as someone rewriting the file by hand would."""
 
 from __future__ import annotations
 
+import base64
+import json
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ import msgpack
 import zstandard
 
 import rtxpack
-from rtxpack._manifest import Environment
+from rtxpack._format.manifest import Environment
 
 HEADER = struct.Struct("<8sHHIQQ32s")
 ENV_4090 = Environment("1.7.1.116", "NVIDIA GeForce RTX 4090", "8.9", "580.65", "linux")
@@ -65,3 +67,28 @@ def replace_section(path: Path, index: int, decoded: bytes) -> None:
 def section_bytes(path: Path, index: int) -> bytes:
     with rtxpack.open(path) as b:
         return bytes(b.read_section(index))
+
+
+#: Where ``mutate_envelope`` changes a value.
+PLACES = ("envelope", "signature", "statement", "subject", "predicate", "records", "record")
+
+
+def mutate_envelope(envelope: bytes, where: str, key: str, value: Any) -> bytes:
+    """Set ``key`` to ``value`` in one place of a DSSE envelope or of the statement inside it
+    (re-encoded into the payload, so the signature no longer covers it)."""
+    env = json.loads(envelope)
+    statement = json.loads(base64.b64decode(env["payload"]))
+    records = statement["predicate"]["records"]
+    target = {
+        "envelope": env,
+        "signature": env["signatures"][0],
+        "statement": statement,
+        "subject": statement["subject"][0],
+        "predicate": statement["predicate"],
+        "records": records,
+        "record": next(iter(records.values())),
+    }[where]
+    target[key] = value
+    if where not in ("envelope", "signature"):
+        env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    return json.dumps(env).encode()

@@ -20,8 +20,8 @@ from signing_helpers import (
 )
 
 import rtxpack
-from rtxpack import _format
 from rtxpack._exceptions import IntegrityError, SignatureDroppedWarning, UntrustedBundleError
+from rtxpack._format import container as _format
 from rtxpack._signing import PrivateKey, TrustPolicy, TrustReport
 from rtxpack._signing.bundle import read_envelopes, sign, trust_report
 

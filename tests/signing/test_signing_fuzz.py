@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from signing_helpers import read_raw, replace_section, section_bytes
+from signing_helpers import PLACES, mutate_envelope, read_raw, replace_section, section_bytes
 
-from rtxpack import _format
 from rtxpack._exceptions import RtxpackError
+from rtxpack._format import container as _format
 from rtxpack._signing import PrivateKey, TrustPolicy
 from rtxpack._signing.bundle import sign, trust_report
 from rtxpack._signing.envelope import Envelope
@@ -97,9 +95,7 @@ JSON = st.recursive(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    where=st.sampled_from(
-        ["envelope", "signature", "statement", "subject", "predicate", "records", "record"]
-    ),
+    where=st.sampled_from(PLACES),
     key=st.text(max_size=12) | st.sampled_from(["payload", "sig", "keyid", "name", "role"]),
     value=JSON,
 )
@@ -110,21 +106,7 @@ def test_mutated_signature_structure(
     key: str,
     value: Any,
 ) -> None:
-    env = json.loads(signed["envelope"])
-    statement = json.loads(base64.b64decode(env["payload"]))
-    target = {
-        "envelope": env,
-        "signature": env["signatures"][0],
-        "statement": statement,
-        "subject": statement["subject"][0],
-        "predicate": statement["predicate"],
-        "records": statement["predicate"]["records"],
-        "record": statement["predicate"]["records"]["engine/a"],
-    }[where]
-    target[key] = value
-    if where not in ("envelope", "signature"):
-        env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    mutated = json.dumps(env).encode()
+    mutated = mutate_envelope(signed["envelope"], where, key, value)
     path = tmp_path_factory.mktemp("s") / "b.rtxpack"
     shutil.copyfile(signed["path"], path)
     replace_section(path, signed["index"], mutated)

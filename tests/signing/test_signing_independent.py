@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,10 +10,18 @@ import independent_verifier
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from signing_helpers import ENV_4090, edit_manifest, read_raw, replace_section, section_bytes
+from signing_helpers import (
+    ENV_4090,
+    PLACES,
+    edit_manifest,
+    mutate_envelope,
+    read_raw,
+    replace_section,
+    section_bytes,
+)
 
 import rtxpack
-from rtxpack import _format
+from rtxpack._format import container as _format
 from rtxpack._signing import PrivateKey, TrustPolicy
 from rtxpack._signing.bundle import sign, trust_report
 
@@ -108,7 +114,7 @@ JSON = st.recursive(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    where=st.sampled_from(["envelope", "signature", "statement", "predicate", "subject"]),
+    where=st.sampled_from(PLACES),
     key=st.sampled_from(["payload", "keyid", "sig", "name", "digest", "role", "records", "x"]),
     value=JSON,
 )
@@ -121,19 +127,8 @@ def test_agreement_on_mutated_signatures(
     key: str,
     value: Any,
 ) -> None:
-    env = json.loads(signed["envelope"])
-    statement = json.loads(base64.b64decode(env["payload"]))
-    target = {
-        "envelope": env,
-        "signature": env["signatures"][0],
-        "statement": statement,
-        "predicate": statement["predicate"],
-        "subject": statement["subject"][0],
-    }[where]
-    target[key] = value
-    if where not in ("envelope", "signature"):
-        env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    mutated = mutate_envelope(signed["envelope"], where, key, value)
     path = tmp_path_factory.mktemp("m") / "b.rtxpack"
     shutil.copyfile(signed["path"], path)
-    replace_section(path, signed["index"], json.dumps(env).encode())
+    replace_section(path, signed["index"], mutated)
     assert_agree(path, builder, prewarmer)

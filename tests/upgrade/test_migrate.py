@@ -109,7 +109,7 @@ def test_golden_v1_0_is_unchanged_and_reads_forever() -> None:
 def test_migrate_golden_keeps_every_section_byte_for_byte(tmp_path: Path) -> None:
     out = migrate.migrate(GOLDEN_V1_0, tmp_path / "new.rtxpack")
     with rtxpack.open(GOLDEN_V1_0) as old, rtxpack.open(out) as new:
-        assert new.format_version == "1.0"
+        assert new.format_version == "1.1"
         assert bytes(new.read_engine()) == bytes(old.read_engine())
         assert [s.digest for s in new.manifest.sections] == [
             s.digest for s in old.manifest.sections
@@ -118,7 +118,7 @@ def test_migrate_golden_keeps_every_section_byte_for_byte(tmp_path: Path) -> Non
         assert new.manifest.engines == old.manifest.engines
         assert new.manifest.metadata == old.manifest.metadata
         (mig,) = new.manifest.migrations
-        assert (mig.from_version, mig.to_version) == ("1.0", "1.0")
+        assert (mig.from_version, mig.to_version) == ("1.0", "1.1")
         assert mig.rtxpack_version == rtxpack.__version__
         new.verify()
     assert container.digest(GOLDEN_V1_0.read_bytes()) == GOLDEN_V1_0_DIGEST
@@ -142,7 +142,7 @@ def test_newer_minor_opens_but_is_not_rewritten(tmp_path: Path) -> None:
         lambda: rebuild.rebuild(path, out),
         lambda: rtxpack.add_cache(path, b"cache", env, output=out),
     ):
-        with pytest.raises(UnsupportedVersionError, match=r"1\.9.*1\.0.*upgrade rtxpack"):
+        with pytest.raises(UnsupportedVersionError, match=r"1\.9.*1\.1.*upgrade rtxpack"):
             rewrite()
     assert not out.exists()
 
@@ -152,7 +152,7 @@ def test_newer_major_is_refused_naming_both_versions(tmp_path: Path) -> None:
     for action in (lambda: rtxpack.open(path), lambda: migrate.migrate(path, tmp_path / "o")):
         with pytest.raises(UnsupportedVersionError) as err:
             action()
-        assert "2.0" in str(err.value) and "1.0" in str(err.value)
+        assert "2.0" in str(err.value) and "1.1" in str(err.value)
         assert "upgrade rtxpack" in str(err.value)
     assert not (tmp_path / "o").exists()
 
@@ -191,7 +191,7 @@ def test_a_registered_step_carries_an_older_format_forward(
         assert b.format_version == "0.9" and b.manifest.engine().name == "main"
     out = migrate.migrate(old, tmp_path / "new.rtxpack")
     with rtxpack.open(out) as b, rtxpack.open(GOLDEN_V1_0) as g:
-        assert b.format_version == "1.0"
+        assert b.format_version == "1.1"
         assert bytes(b.read_engine()) == bytes(g.read_engine())
         assert b.manifest.migrations[-1].from_version == "0.9"
         assert "models" not in b.manifest.extra
@@ -331,7 +331,7 @@ def test_cli_migrate_and_rebuild(
     tmp_path: Path, onnx_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["migrate", str(GOLDEN_V1_0), "-o", str(tmp_path / "m.rtxpack")]) == 0
-    assert "from format 1.0 to 1.0" in capsys.readouterr().err
+    assert "from format 1.0 to 1.1" in capsys.readouterr().err
     old = _rewrite(onnx_bundle, tmp_path / "old.rtxpack", engine=_old, caches=("main",))
     assert main(["rebuild", str(old), "-o", str(tmp_path / "r.rtxpack")]) == 0
     err = capsys.readouterr().err
