@@ -25,6 +25,8 @@ from rtxpack._format import container as _format
 from rtxpack._signing import PrivateKey, TrustPolicy, TrustReport
 from rtxpack._signing.bundle import read_envelopes, sign, trust_report
 
+pytest_plugins = ["signing_fixtures"]
+
 
 def report(path: Path, policy: TrustPolicy | None) -> TrustReport:
     bf = _format.open_bundle_file(path)

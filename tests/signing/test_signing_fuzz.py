@@ -17,6 +17,8 @@ from rtxpack._signing import PrivateKey, TrustPolicy
 from rtxpack._signing.bundle import sign, trust_report
 from rtxpack._signing.envelope import Envelope
 
+pytest_plugins = ["signing_fixtures"]
+
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory, two_engine_bundle: Path) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from rtxpack._format import container as _format
 from rtxpack._signing import PrivateKey, TrustPolicy
 from rtxpack._signing.bundle import sign, trust_report
 
+pytest_plugins = ["signing_fixtures"]
+
 
 def assert_agree(path: Path, builder: PrivateKey, prewarmer: PrivateKey) -> dict[str, set[str]]:
     policy = TrustPolicy(engines=[builder.public_key], caches=[prewarmer.public_key], require="all")

@@ -1,4 +1,5 @@
-"""Keys and a signed-bundle fixture for the signing tests."""
+"""Keys and signed-bundle fixtures for the signing tests (loaded with ``pytest_plugins``: a
+conftest.py here would shadow tests/conftest.py for ``from conftest import ...``)."""
 
 from __future__ import annotations
 
