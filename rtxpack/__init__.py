@@ -44,8 +44,12 @@ from ._exceptions import (
     RtxpackWarning,
     RuntimeCacheWarning,
     RuntimeFailure,
+    SignatureDroppedWarning,
+    SignatureError,
     TensorMismatchError,
     UnsupportedVersionError,
+    UntrustedBundleError,
+    UntrustedCacheWarning,
 )
 from ._format.container import FORMAT_VERSION
 from ._format.manifest import (
@@ -60,6 +64,8 @@ from ._format.manifest import (
 from ._interop.epcontext import EpContextExport, EpContextLimits, export_epcontext, import_epcontext
 from ._interop.torch_tensorrt import import_torch_tensorrt
 from ._save import EngineSpec, save
+from ._signing import PrivateKey, PublicKey, Signer, TrustPolicy, TrustReport, generate_key
+from ._signing.bundle import sign
 from ._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 from ._upgrade.migrate import migrate
 from ._upgrade.rebuild import rebuild
@@ -113,6 +119,17 @@ __all__ = [
     "RuntimeCacheWarning",
     "RuntimeFailure",
     "RuntimeStrategy",
+    "PrivateKey",
+    "PublicKey",
+    "SignatureDroppedWarning",
+    "SignatureError",
+    "Signer",
+    "TrustPolicy",
+    "TrustReport",
+    "UntrustedBundleError",
+    "UntrustedCacheWarning",
+    "generate_key",
+    "sign",
     "ShapeRange",
     "Target",
     "TensorMismatchError",

@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-from ._exceptions import InvalidArgumentError
+from ._exceptions import (
+    InvalidArgumentError,
+    UntrustedBundleError,
+    UntrustedCacheWarning,
+    attach_path,
+)
 from ._format import container
 from ._format.manifest import DEFAULT_LIMITS, EngineInfo, Limits, Manifest, Section
 
-__all__ = ["Bundle", "inspect_bundle", "open_bundle"]
+if TYPE_CHECKING:
+    from ._signing import TrustPolicy, TrustReport
+
+__all__ = ["Bundle", "Trust", "inspect_bundle", "open_bundle", "resolve_trust"]
+
+#: What ``trust=`` accepts: a ``TrustPolicy``, a policy file, ``None`` (the policy file named by
+#: ``RTXPACK_TRUST_POLICY``, if set) or ``False`` (no policy, whatever the environment says).
+Trust = Union["TrustPolicy", str, "os.PathLike[str]", bool, None]
+
+
+def resolve_trust(trust: Trust) -> TrustPolicy | None:
+    """The policy ``trust=`` means (docs/signing.md)."""
+    from ._signing import TrustPolicy
+
+    if trust is None:
+        return TrustPolicy.from_env()
+    if trust is False:
+        return None
+    if isinstance(trust, TrustPolicy):
+        return trust
+    if isinstance(trust, (str, os.PathLike)):
+        return TrustPolicy.from_file(trust)
+    raise InvalidArgumentError(
+        f"trust={trust!r}: expected an rtxpack.TrustPolicy, a policy file, None (the "
+        "RTXPACK_TRUST_POLICY file, if set) or False (no policy)"
+    )
 
 
 class Bundle:
@@ -19,10 +51,55 @@ class Bundle:
     Use as a context manager (``with rtxpack.open(path) as b: ...``) so the file is closed.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        trust: Trust = False,
+    ) -> None:
+        policy = resolve_trust(trust)
         self._file = container.open_bundle_file(path, limits)
         self.path: Path = self._file.path
         self.manifest: Manifest = self._file.manifest
+        #: What the trust policy decided (None when opened without one).
+        self.trust: TrustReport | None = None
+        if policy is not None:
+            try:
+                self._apply(policy)
+            except BaseException as exc:
+                self._file.close()
+                attach_path(exc, self.path)
+                if isinstance(exc, UntrustedBundleError):
+                    exc.args = (f"{self.path}: {exc}",)
+                raise
+
+    def _apply(self, policy: TrustPolicy) -> None:
+        """Refuse the bundle, or drop its untrusted caches, as ``policy`` says."""
+        from ._signing.bundle import trust_report
+
+        report = trust_report(self._file, policy)
+        report.raise_for_refused()
+        if report.dropped:
+            self.manifest = replace(
+                self.manifest,
+                caches=tuple(c for c in self.manifest.caches if c.id not in report.dropped),
+            )
+            warnings.warn(
+                f"rtxpack: ignoring runtime cache(s) {', '.join(sorted(report.dropped))} of "
+                f"{self.path}: not signed by a key the trust policy trusts for caches; the "
+                "engine loads without them (cold)",
+                UntrustedCacheWarning,
+                stacklevel=4,
+            )
+        self.trust = report
+
+    def signatures(self, trust: Trust = False) -> TrustReport:
+        """What the bundle's signatures say about its parts: under ``trust`` (a policy), which
+        are trusted, refused or dropped; without one, who signed what (nothing verified)."""
+        from ._signing.bundle import trust_report
+
+        return trust_report(self._file, resolve_trust(trust))
 
     @property
     def format_version(self) -> str:
@@ -104,6 +181,7 @@ class Bundle:
         data = self.manifest.to_dict()
         data["format_version"] = self.format_version
         data["file_size"] = self.path.stat().st_size
+        data["signatures"] = [s.to_dict() for s in self.signatures().signers]
         return data
 
     def close(self) -> None:
@@ -120,13 +198,21 @@ class Bundle:
         return f"<rtxpack.Bundle {str(self.path)!r} format {self.format_version} engines: {names}>"
 
 
-def open_bundle(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Bundle:
-    """Open a bundle: reads and checks only its header and manifest (also ``rtxpack.open``)."""
-    return Bundle(path, limits=limits)
+def open_bundle(
+    path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS, trust: Trust = None
+) -> Bundle:
+    """Open a bundle: reads and checks only its header and manifest (also ``rtxpack.open``).
+
+    Under a trust policy (``trust``, or the file named by ``RTXPACK_TRUST_POLICY`` when
+    ``trust`` is None) it also checks the bundle's signatures (docs/signing.md) and raises
+    ``UntrustedBundleError`` for a part the policy refuses; untrusted caches it drops are left
+    out of ``manifest.caches``. ``trust=False`` opens without a policy."""
+    return Bundle(path, limits=limits, trust=trust)
 
 
 def inspect_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest as plain data, what ``rtxpack inspect --json`` prints (also
+    """The manifest as plain data, with ``format_version``, ``file_size`` and ``signatures``
+    (who signed what; nothing verified): what ``rtxpack inspect --json`` prints (also
     ``rtxpack.inspect``)."""
-    with open_bundle(path) as bundle:
+    with open_bundle(path, trust=False) as bundle:
         return bundle.to_dict()

@@ -26,8 +26,8 @@ found, what was expected and what to do)::
     │   ├── RegistryProtocolError ........... an answer outside the spec or rtxpack's limits, or
     │   │                                     an artifact that is not a bundle
     │   └── BlobIntegrityError (also IntegrityError)  served bytes do not match their digest
-    └── SignatureError ...................... signature data is malformed; nothing to sign
-        └── UntrustedBundleError ............ a trust policy refuses a part  [.part, .signers]
+    └── SignatureError ...................... signature data is malformed; nothing to sign [.path]
+        └── UntrustedBundleError ............ a trust policy refuses a part [.part, .signers]
 
 Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarning)``)::
 
@@ -192,14 +192,25 @@ class BackendError(RtxpackError):
 class SignatureError(RtxpackError):
     """A bundle's signature data is malformed, or there is nothing to sign (docs/signing.md)."""
 
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = _path_text(path)
+
 
 class UntrustedBundleError(SignatureError):
     """Under a trust policy, a part of the bundle is unsigned, tampered with, or signed only by
     keys the policy does not trust. ``part`` names it (``engine/main``,
     ``runtime_cache/ab12cd34``); ``signers`` says what the bundle's signatures say about it."""
 
-    def __init__(self, message: str, *, part: str, signers: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        part: str,
+        signers: tuple[str, ...] = (),
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
         self.part = part
         self.signers = signers
 
@@ -241,7 +252,13 @@ class BlobIntegrityError(RegistryError, IntegrityError):
 
 def attach_path(exc: BaseException, path: str | os.PathLike[str]) -> None:
     """Record ``path`` on an error about a file that was raised without one."""
-    about_a_file = (BundleFormatError, IntegrityError, OutputError, ImportFormatError)
+    about_a_file = (
+        BundleFormatError,
+        IntegrityError,
+        OutputError,
+        ImportFormatError,
+        SignatureError,
+    )
     if isinstance(exc, about_a_file) and exc.path is None:
         exc.path = os.fspath(path)
 

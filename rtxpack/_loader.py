@@ -96,6 +96,7 @@ def load(
     fallback: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     rebuild: bool = False,
+    trust: _bundle.Trust = None,
 ) -> torch.nn.Module:
     """Load one engine of a bundle as a callable ``torch.nn.Module``.
 
@@ -113,6 +114,11 @@ def load(
     ``None`` (no cache) or a path to a cache file. With ``rebuild=True``, an engine that only
     needs a rebuild (another TensorRT-RTX release, or a GPU it was not built for) is rebuilt from
     the bundle's ONNX source into the local cache directory, with a warning, and that is loaded.
+    ``trust`` is a trust policy (docs/signing.md): a ``TrustPolicy``, a policy file, None (the
+    file named by ``RTXPACK_TRUST_POLICY``, if set) or False (none). Under a policy the bundle's
+    signatures are checked first, and an unsigned, tampered or untrusted part raises
+    ``UntrustedBundleError`` before any engine byte is read; untrusted caches are dropped instead
+    when the policy says so.
     """
     if fallback is not None and fallback not in FALLBACKS:
         raise InvalidArgumentError(
@@ -132,7 +138,7 @@ def load(
 
         needs_source = fallback is not None or rebuild or dev.type == "cpu"
         path = pull_for_load(path, engine=engine, with_source=needs_source)
-    bundle = _bundle.open_bundle(path)
+    bundle = _bundle.open_bundle(path, trust=trust)
     try:
         info = bundle.manifest.engine(engine)
         chosen = resolve_strategy(info.strategy, strategy)
@@ -164,6 +170,8 @@ def load(
                     bundle.path, compute_capability=here.compute_capability, cache_dir=cache_dir
                 )
                 bundle.close()
+                # Built here from the bundle's source, which the policy (if any) just vouched
+                # for: the rebuilt bundle is this machine's own and carries no signature.
                 return load(
                     rebuilt,
                     engine=info.name,
@@ -172,6 +180,7 @@ def load(
                     runtime_cache=runtime_cache,
                     fallback=fallback,
                     cache_dir=cache_dir,
+                    trust=False,
                 )
         if reason is not None:
             return _fall_back(bundle, info, dev, reason, report, fallback)

@@ -8,23 +8,29 @@ engine a verdict.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from .._bundle import Bundle
+from .._bundle import Bundle, Trust, resolve_trust
 from .._exceptions import (
     BundleFormatError,
     IntegrityError,
     InvalidArgumentError,
     NotABundleError,
     RtxpackError,
+    SignatureError,
     UnsupportedVersionError,
 )
 from .._format.container import format_version_str
 from .._format.manifest import EngineInfo, Manifest
 from . import machine, rules, validity
 from .report import CompatibilityReport, EngineVerdict, Finding
+from .signatures import signature_findings
 from .target import Target
+
+if TYPE_CHECKING:
+    from .._signing import TrustPolicy
 
 __all__ = ["check", "check_manifest", "run_check"]
 
@@ -78,13 +84,15 @@ def run_check(
     engine: str | None = None,
     missing: Iterable[str] = (),
     ask_runtime: bool = False,
+    trust: Trust = None,
 ) -> CompatibilityReport:
     """``check`` with the knobs the CLI needs.
 
     ``missing``: parts of the target known to be absent rather than unknown: ``"trt"`` (an
     unknown TensorRT-RTX version means it is not installed) and ``"gpu"`` (no GPU): errors, not
     "not checked" infos. ``ask_runtime``: also ask this machine's TensorRT-RTX runtime
-    (``get_engine_validity``); only meaningful when the target is this machine.
+    (``get_engine_validity``); only meaningful when the target is this machine. ``trust``: as
+    for ``check``.
     """
     if not isinstance(target, Target):
         raise InvalidArgumentError(
@@ -93,8 +101,9 @@ def run_check(
     absent = frozenset(missing)
     if not absent <= {"trt", "gpu"}:
         raise InvalidArgumentError(f"missing: {sorted(absent)}; expected 'trt' and/or 'gpu'")
+    policy = resolve_trust(trust)
     if isinstance(bundle, Bundle):
-        return _check_open(bundle, target, engine, absent, ask_runtime)
+        return _check_open(bundle, target, engine, absent, ask_runtime, policy)
     if not isinstance(bundle, (str, os.PathLike)):
         raise InvalidArgumentError(
             f"bundle: expected a path or an open rtxpack.Bundle, got {type(bundle).__name__}"
@@ -107,7 +116,7 @@ def run_check(
     except (BundleFormatError, IntegrityError) as exc:
         return _unreadable(path, target, exc)
     with opened:
-        report = _check_open(opened, target, engine, absent, ask_runtime)
+        report = _check_open(opened, target, engine, absent, ask_runtime, policy)
     return replace(report, bundle=path)
 
 
@@ -117,17 +126,30 @@ def _check_open(
     engine: str | None,
     missing: frozenset[str],
     ask_runtime: bool,
+    policy: TrustPolicy | None = None,
 ) -> CompatibilityReport:
     engines = (bundle.manifest.engine(engine),) if engine is not None else bundle.manifest.engines
     major, minor = bundle.format_version.split(".")
+    manifest = bundle.manifest
+    extra: list[Finding] = []
+    try:
+        trust_report = bundle.signatures(False if policy is None else policy)
+    except SignatureError as exc:  # e.g. more signature sections than the limit
+        extra.append(Finding("signature.damaged", "error", str(exc)))
+    else:
+        extra += signature_findings(trust_report)
+        if trust_report.dropped:  # the policy ignores these caches: check as a load would
+            kept = tuple(c for c in manifest.caches if c.id not in trust_report.dropped)
+            manifest = replace(manifest, caches=kept)
     return check_manifest(
-        bundle.manifest,
+        manifest,
         (int(major), int(minor)),
         target,
         engines=engines,
         missing=missing,
         where=str(bundle.path),
         runtime=(lambda infos: validity.runtime_findings(bundle, infos)) if ask_runtime else None,
+        extra=extra,
     )
 
 
@@ -140,10 +162,11 @@ def check_manifest(
     missing: frozenset[str] = frozenset(),
     where: str = "",
     runtime: Callable[[tuple[EngineInfo, ...]], list[Finding]] | None = None,
+    extra: Sequence[Finding] = (),
 ) -> CompatibilityReport:
     """The rules applied to a bundle's manifest alone (a local bundle, or one in a registry
     before anything else is downloaded); ``runtime`` adds the findings of this machine's
-    TensorRT-RTX runtime."""
+    TensorRT-RTX runtime, ``extra`` findings made elsewhere (signatures)."""
     engines = manifest.engines if engines is None else engines
     run = rules.Run(target)
     rules.check_format(run, version)
@@ -156,6 +179,7 @@ def check_manifest(
         rules.check_platform(run, info)
     if runtime is not None:
         run.findings += runtime(engines)
+    run.findings += extra
     verdicts = []
     for info in engines:
         mine = [f for f in run.findings if f.engine in (None, info.name)]
@@ -176,9 +200,14 @@ def check(
     target: Target | None = None,
     *,
     engine: str | None = None,
+    trust: Trust = None,
 ) -> CompatibilityReport:
     """Can the bundle's engines run on ``target`` (default: this machine)? Never touches a GPU
     unless ``target`` is None and this machine has one that TensorRT-RTX can use.
+
+    Signature status comes as ``signature.*`` findings: under a trust policy (``trust``, or the
+    ``RTXPACK_TRUST_POLICY`` file when ``trust`` is None) a part the policy refuses is an error
+    (``load`` would refuse the bundle); without one, the signers are listed unverified.
 
     A bundle that cannot be read (damaged, too new, not a bundle) gives a report with an error
     finding and status ``cannot_run``; wrong arguments raise ``InvalidArgumentError``.
@@ -191,5 +220,6 @@ def check(
             engine=engine,
             missing=machine.missing_locally(here),
             ask_runtime=machine.gpu_usable(here),
+            trust=trust,
         )
-    return run_check(bundle, target, engine=engine)
+    return run_check(bundle, target, engine=engine, trust=trust)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from .._exceptions import RtxpackError
+from .._exceptions import RtxpackError, RtxpackWarning
 from .._version import __version__
 from . import (
     _bundle_cmds,
@@ -15,6 +17,7 @@ from . import (
     _epcontext_cmds,
     _migrate_cmds,
     _registry_cmds,
+    _sign_cmds,
 )
 from ._bundle_cmds import terminal_safe
 
@@ -27,6 +30,7 @@ _GROUPS = (
     _migrate_cmds,
     _epcontext_cmds,
     _registry_cmds,
+    _sign_cmds,
 )
 
 
@@ -47,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status: int = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status: int = args.func(args)
         return status
     except RtxpackError as exc:
         print(f"rtxpack: error: {terminal_safe(str(exc))}", file=sys.stderr)
@@ -60,6 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. an input file that cannot be read: one line, not a traceback
         print(f"rtxpack: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 1
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    """rtxpack's warnings (a dropped signature, a fallback...) as one line on stderr."""
+    if issubclass(category, RtxpackWarning):
+        print(f"rtxpack: warning: {terminal_safe(str(message))}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
+_default_showwarning = warnings.showwarning
 
 
 def run() -> None:

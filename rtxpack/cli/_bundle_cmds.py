@@ -220,6 +220,17 @@ def render_summary(data: dict[str, Any], path: str) -> str:
         lines.append(f"file      {name}  {size_text(sections[idx]['size'])}")
     for k, v in data.get("metadata", {}).items():
         lines.append(f"metadata  {k} = {v}")
+    for s in data.get("signatures", []):
+        if s["status"] == "damaged":
+            lines.append(f"signature {s['section']}  damaged: {s['detail']}")
+            continue
+        covers = f"{len(s['covers'])} part(s)"
+        if s["mismatched"]:
+            covers += f", {len(s['mismatched'])} changed since: {', '.join(s['mismatched'])}"
+        lines.append(
+            f"signature {s['role']}  key {s['key_id'][:16]}  {s['signed_at']}  signs {covers}"
+            "  (not verified here: rtxpack verify --trust KEY.pub)"
+        )
     for m in data.get("migrations", []):
         lines.append(f"migrated  {m['from']} -> {m['to']} by rtxpack {m['rtxpack']} at {m['time']}")
     return "\n".join(lines)
@@ -235,13 +246,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    with _bundle.open_bundle(args.bundle) as b:
+    from ._sign_cmds import trust_from_args
+
+    with _bundle.open_bundle(args.bundle, trust=trust_from_args(args)) as b:
         b.verify()
         total = sum(s.size for s in b.manifest.sections)
         print(
             f"OK  {args.bundle}: {len(b.manifest.sections)} sections, {size_text(total)}, "
             "digests match"
         )
+        if b.trust is not None:
+            for s in b.trust.signers:
+                print(terminal_safe(f"    signature: {s.describe()}"))
+            dropped = f"; ignored caches: {', '.join(b.trust.dropped)}" if b.trust.dropped else ""
+            print(f"    trust policy: every required part is signed by a trusted key{dropped}")
+        elif any(s.kind == "signature" for s in b.manifest.sections):
+            print("    signed, not verified: give --trust KEY.pub (or set RTXPACK_TRUST_POLICY)")
     if args.run:
         from .._samples import run_samples
 
@@ -315,6 +335,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--engine", help="engine name (with --run)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (with --run)")
+    from ._sign_cmds import add_trust_args
+
+    add_trust_args(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("extract", help="write an engine (or the source, or a file) out of a bundle")

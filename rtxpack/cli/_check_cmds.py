@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle files to check")
     add_target_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
+    from ._sign_cmds import add_trust_args
+
+    add_trust_args(p)
     p.set_defaults(func=_cmd_check)
 
 
@@ -101,7 +104,12 @@ def target_from_args(args: argparse.Namespace, here: Target) -> tuple[Target, fr
 
 def _cmd_check(args: argparse.Namespace) -> int:
     target, missing, ask = target_from_args(args, local_target())
-    reports = [run_check(b, target, missing=missing, ask_runtime=ask) for b in args.bundles]
+    from ._sign_cmds import trust_from_args
+
+    trust = trust_from_args(args)
+    reports = [
+        run_check(b, target, missing=missing, ask_runtime=ask, trust=trust) for b in args.bundles
+    ]
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
