@@ -8,7 +8,15 @@ from typing import Any
 
 from .._bundle import Trust
 from .._exceptions import InvalidArgumentError
-from .._signing import ALGORITHMS, ROLES, PrivateKey, TrustPolicy, describe_part, generate_key
+from .._signing import (
+    ALGORITHMS,
+    ROLES,
+    PrivateKey,
+    PublicKey,
+    TrustPolicy,
+    describe_part,
+    generate_key,
+)
 from .._signing.bundle import sign
 
 __all__ = ["add_trust_args", "register", "trust_from_args"]
@@ -56,8 +64,8 @@ def trust_from_args(args: argparse.Namespace) -> Trust:
             "a trust policy needs --trust KEY.pub: the public key that signs engines"
         )
     return TrustPolicy(
-        engines=args.trust,
-        caches=args.trust_caches or [],
+        engines=tuple(PublicKey.load(p) for p in args.trust),
+        caches=tuple(PublicKey.load(p) for p in args.trust_caches or ()),
         require=args.require or "engines",
         untrusted_caches=args.untrusted_caches or "refuse",
     )
