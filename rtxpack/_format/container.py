@@ -370,8 +370,7 @@ class BundleWriter:
                 write(comp.compress(chunk))
             write(comp.flush())
         self._pos = self._f.tell()
-        if kind == _SIGNATURE and codec == "stored" and size <= _MAX_SIGNATURE:
-            self._signatures[len(self.sections)] = bytes(kept)
+        self._remember_signature(kind, codec, kept)
         self.sections.append(
             Section(
                 kind=kind,
@@ -420,8 +419,7 @@ class BundleWriter:
         for i in range(0, len(view), _CHUNK):
             self._f.write(view[i : i + _CHUNK])
         self._pos = self._f.tell()
-        if section.kind == _SIGNATURE and section.length <= _MAX_SIGNATURE:
-            self._signatures[len(self.sections)] = bytes(view)
+        self._remember_signature(section.kind, section.codec, view)
         self.sections.append(
             Section(
                 kind=section.kind,
@@ -444,9 +442,12 @@ class BundleWriter:
         start = self._pos
         h = _hasher()
         tee = _Tee(source, self._f, section.length)
+        kept = bytearray()  # a signature section's bytes (small), for finish()
         if section.codec == "stored":
             while chunk := tee.read(_CHUNK):
                 h.update(chunk)
+                if section.kind == _SIGNATURE and len(kept) <= _MAX_SIGNATURE:
+                    kept += chunk
         else:
             decoded = 0
             try:
@@ -483,6 +484,7 @@ class BundleWriter:
         if got != section.digest:
             raise _integrity(section, got, where)
         self._pos = self._f.tell()
+        self._remember_signature(section.kind, section.codec, kept)
         self.sections.append(
             Section(
                 kind=section.kind,
@@ -516,6 +518,14 @@ class BundleWriter:
             else:
                 index[i] = self.copy_section(source, section)
         return index
+
+    def _remember_signature(
+        self, kind: str, codec: str, data: bytes | bytearray | memoryview
+    ) -> None:
+        """Keep the bytes of the signature section about to be appended (every way of adding a
+        section calls this), so that ``finish`` can check it still holds."""
+        if kind == _SIGNATURE and codec == "stored" and len(data) <= _MAX_SIGNATURE:
+            self._signatures[len(self.sections)] = bytes(data)
 
     def _drop_stale_signatures(self, manifest: Manifest) -> Manifest:
         """Leave out of the section table the signatures that no longer hold for ``manifest``

@@ -1,0 +1,49 @@
+"""Signatures travel through a real OCI registry, including a per-device subset pull."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from registry.registry_server import RegistryServer, needs_registry
+
+import rtxpack
+from rtxpack._registry.pull import pull
+from rtxpack._registry.push import push
+
+pytest_plugins = ["signing_fixtures"]
+pytestmark = [needs_registry, pytest.mark.usefixtures("private_store_and_auth")]
+
+
+def test_signatures_survive_push_and_a_per_device_pull(
+    registry: RegistryServer,
+    bundle: Path,
+    tmp_path: Path,
+    builder: rtxpack.PrivateKey,
+    prewarmer: rtxpack.PrivateKey,
+) -> None:
+    rtxpack.sign(bundle, builder)
+    rtxpack.sign(bundle, prewarmer, role="caches")
+    ref = registry.ref("signed/mlp:1")
+    push(bundle, ref)
+    out = tmp_path / "device.rtxpack"
+    here = rtxpack.Target(
+        trt_version="1.7.1.116",
+        compute_capability="8.9",
+        driver_version="580.95",
+        os="linux",
+        gpu_name="NVIDIA GeForce RTX 4090",
+    )
+    pull(ref, out, target=here)
+    policy = rtxpack.TrustPolicy(
+        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
+    )
+    with rtxpack.open(out, trust=policy) as b:
+        assert [e.name for e in b.manifest.engines] == ["a"]  # b targets another GPU
+        assert [c.environment.gpu_name for c in b.manifest.caches] == ["NVIDIA GeForce RTX 4090"]
+        assert b.trust is not None and b.trust.ok and not b.trust.dropped
+        assert {s.role for s in b.trust.signers if s.status == "trusted"} == {"engines", "caches"}
+        b.verify()
+    # a stranger's key is still refused on the device
+    with pytest.raises(rtxpack.UntrustedBundleError):
+        rtxpack.open(out, trust=rtxpack.TrustPolicy(engines=[prewarmer.public_key]))
