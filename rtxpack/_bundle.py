@@ -181,7 +181,7 @@ class Bundle:
         data = self.manifest.to_dict()
         data["format_version"] = self.format_version
         data["file_size"] = self.path.stat().st_size
-        data["signatures"] = [s.to_dict() for s in self.signatures().signers]
+        data["signers"] = [s.to_dict() for s in self.signatures().signers]
         return data
 
     def close(self) -> None:
@@ -211,7 +211,7 @@ def open_bundle(
 
 
 def inspect_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest as plain data, with ``format_version``, ``file_size`` and ``signatures``
+    """The manifest as plain data, with ``format_version``, ``file_size`` and ``signers``
     (who signed what; nothing verified): what ``rtxpack inspect --json`` prints (also
     ``rtxpack.inspect``)."""
     with open_bundle(path, trust=False) as bundle:

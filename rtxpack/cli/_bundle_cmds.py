@@ -220,7 +220,7 @@ def render_summary(data: dict[str, Any], path: str) -> str:
         lines.append(f"file      {name}  {size_text(sections[idx]['size'])}")
     for k, v in data.get("metadata", {}).items():
         lines.append(f"metadata  {k} = {v}")
-    for s in data.get("signatures", []):
+    for s in data.get("signers", []):
         if s["status"] == "damaged":
             lines.append(f"signature {s['section']}  damaged: {s['detail']}")
             continue

@@ -51,7 +51,7 @@ def test_the_environment_sets_the_policy_once(
     with pytest.raises(rtxpack.UntrustedBundleError):
         rtxpack.open(bundle)
     rtxpack.open(bundle, trust=False).close()  # explicitly no policy
-    assert rtxpack.inspect(bundle)["signatures"] == []  # inspecting never refuses
+    assert rtxpack.inspect(bundle)["signers"] == []  # inspecting never refuses
     rtxpack.sign(bundle, builder)
     with rtxpack.open(bundle) as b:
         assert b.trust is not None and b.trust.ok
@@ -155,7 +155,7 @@ def test_cli_keygen_sign_verify_inspect(
     assert main(["verify", str(bundle), "--trust", f"{key}.pub", "--require", "all"]) == 1
     assert "runtime cache" in capsys.readouterr().err
     assert main(["inspect", str(bundle), "--json"]) == 0
-    (signer,) = json.loads(capsys.readouterr().out)["signatures"]
+    (signer,) = json.loads(capsys.readouterr().out)["signers"]
     assert signer["role"] == "engines" and signer["status"] == "unchecked"
     assert main(["inspect", str(bundle)]) == 0
     assert "signature engines" in capsys.readouterr().out
