@@ -473,3 +473,17 @@ def test_too_many_signature_sections_are_refused(bundle: Path, builder: PrivateK
             read_envelopes(bf)
     finally:
         bf.close()
+
+
+def test_migrate_keeps_signatures_that_hold(
+    bundle: Path, tmp_path: Path, builder: PrivateKey, prewarmer: PrivateKey
+) -> None:
+    sign(bundle, builder)
+    sign(bundle, prewarmer, role="caches")
+    out = tmp_path / "migrated.rtxpack"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SignatureDroppedWarning)
+        rtxpack.migrate(bundle, out)
+    policy = TrustPolicy(engines=[builder.public_key], caches=[prewarmer.public_key], require="all")
+    r = report(out, policy)
+    assert r.ok and len([s for s in r.signers if s.status == "trusted"]) == 2
