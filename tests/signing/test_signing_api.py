@@ -58,21 +58,24 @@ def test_the_environment_sets_the_policy_once(
 
 
 def test_load_refuses_before_any_engine_byte_is_read(
-    bundle: Path, builder: rtxpack.PrivateKey, monkeypatch: pytest.MonkeyPatch
+    bundle: Path,
+    builder: rtxpack.PrivateKey,
+    stranger: rtxpack.PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("torch")
+    rtxpack.sign(bundle, stranger)
     read: list[str] = []
-    decode = container.BundleFile.decode
+    raw_view = container.BundleFile.raw_view
 
-    def spy(self: container.BundleFile, section: Any, **kw: Any) -> Any:
+    def spy(self: container.BundleFile, section: Any) -> Any:
         read.append(section.kind)
-        return decode(self, section, **kw)
+        return raw_view(self, section)
 
-    monkeypatch.setattr(container.BundleFile, "decode", spy)
-    monkeypatch.setattr(container.BundleFile, "raw_view", lambda *a: pytest.fail("raw read"))
+    monkeypatch.setattr(container.BundleFile, "raw_view", spy)
     with pytest.raises(rtxpack.UntrustedBundleError, match="engine 'a'"):
         rtxpack.load(bundle, engine="a", trust=rtxpack.TrustPolicy(engines=[builder.public_key]))
-    assert read == []  # not even a signature section: there is none
+    assert read == ["signature"]  # the stranger's signature, and nothing else
 
 
 def test_untrusted_caches_are_dropped_with_a_warning(
