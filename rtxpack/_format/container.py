@@ -21,7 +21,7 @@ import stat
 import struct
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -134,6 +134,25 @@ def output_target(path: str | os.PathLike[str]) -> Path:
             path=path,
         )
     return real
+
+
+def distinct_outputs(
+    outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapping[str, str | os.PathLike[str]]
+) -> None:
+    """Refuse outputs (``{what: path}``) that would replace an input or one another: a command
+    that writes several files must not destroy what it is reading, nor write one file twice.
+    Links are followed, as ``atomic_output`` follows them."""
+    seen: dict[Path, str] = {
+        Path(os.path.realpath(_checked_path(p))): what for what, p in inputs.items()
+    }
+    for what, path in outputs.items():
+        target = output_target(path)
+        if target in seen:
+            raise InvalidArgumentError(
+                f"cannot write the {what} to {path}: that is the {seen[target]} ({target}), "
+                "which would be replaced — choose another output path"
+            )
+        seen[target] = what
 
 
 def _lock_temp(fd: int) -> None:

@@ -98,6 +98,10 @@ class EpContextLimits:
     max_dim: int = 2**40
     max_text: int = 4096  # any string attribute but the engine, any name or path
     max_metadata_bytes: int = 1 << 20
+    #: Protobuf fields in the whole model, counted on the wire before it is parsed (a packed
+    #: repeated field counts one per byte): a parsed field costs ~100x its 2 bytes on the wire.
+    max_protobuf_fields: int = 250_000
+    max_protobuf_depth: int = 32  # levels of nested messages
 
 
 DEFAULT_LIMITS = EpContextLimits()
@@ -262,6 +266,11 @@ def _export(
         cache_path = Path(runtime_cache_dir) / part
     elif cache_id is not None:
         raise InvalidArgumentError("cache_id needs runtime_cache_dir (--runtime-cache-dir DIR)")
+    outputs = {"model": target, "engine file": None if embed else engine_path}
+    outputs |= {"source model": source_path, "runtime cache": cache_path}
+    container.distinct_outputs(
+        {what: p for what, p in outputs.items() if p is not None}, {"bundle": bundle.path}
+    )
 
     attrs: dict[str, Any] = {
         "main_context": 1,
@@ -403,15 +412,80 @@ def _read_fd(fd: int, size: int, what: str) -> bytes:
     return data
 
 
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 70:
+        if pos >= len(data):
+            raise ValueError("a varint runs past the end")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("a varint longer than 10 bytes")
+
+
+def _check_wire(data: bytes, descriptor: Any, where: str, limits: EpContextLimits) -> None:
+    """Walk the protobuf wire format of ``data`` (a message of type ``descriptor``) and count
+    its fields before anything is parsed: protobuf would expand a few MB of tiny repeated
+    messages into GBs of objects, so the field count and nesting are bounded first. Raises
+    ImportFormatError for a limit passed, ValueError for malformed wire data."""
+    view = memoryview(data)
+    left = limits.max_protobuf_fields
+
+    def walk(pos: int, end: int, desc: Any, depth: int) -> None:
+        nonlocal left
+        if depth > limits.max_protobuf_depth:
+            raise _bad(
+                where,
+                f"protobuf messages nested deeper than {limits.max_protobuf_depth} levels",
+                "the few levels an EPContext model has",
+            )
+        while pos < end:
+            key, pos = _varint(view, pos)
+            left -= 1
+            wire = key & 7
+            if wire == 0:
+                pos = _varint(view, pos)[1]
+            elif wire in (1, 5):
+                pos += 8 if wire == 1 else 4
+            elif wire == 2:
+                length, pos = _varint(view, pos)
+                if pos + length > end:
+                    raise ValueError("a length runs past the end")
+                field = desc.fields_by_number.get(key >> 3) if desc is not None else None
+                if field is not None and field.message_type is not None:
+                    walk(pos, pos + length, field.message_type, depth + 1)
+                elif field is not None and field.type not in (field.TYPE_STRING, field.TYPE_BYTES):
+                    left -= length  # packed numbers: at most one per byte
+                pos += length
+            else:  # groups (3, 4): ONNX has none; 6, 7 do not exist
+                raise ValueError(f"wire type {wire}")
+            if left < 0:
+                raise _bad(
+                    where,
+                    f"more than {limits.max_protobuf_fields} protobuf fields",
+                    "fewer (EpContextLimits.max_protobuf_fields bounds the memory parsing takes)",
+                )
+        if pos != end:
+            raise ValueError("a field runs past the end")
+
+    walk(0, len(view), descriptor, 0)
+
+
 def _parse_model(path: Path, limits: EpContextLimits) -> Any:
     onnx = _onnx()
     fd, size = _open_regular(path, "EPContext model", limits.max_model_bytes)
     data = _read_fd(fd, size, f"EPContext model {path}")
     model = onnx.ModelProto()
     try:
+        _check_wire(data, model.DESCRIPTOR, path.name, limits)
         # Parsed from bytes: onnx.load would also open files named by external-data entries.
         model.ParseFromString(data)
-    except Exception as exc:  # google.protobuf.message.DecodeError, RecursionError
+    except ImportFormatError:
+        raise
+    except Exception as exc:  # ValueError, google.protobuf.message.DecodeError, RecursionError
         raise ImportFormatError(
             f"EPContext model {path} is not a valid ONNX protobuf ({type(exc).__name__}: "
             f"{str(exc)[:200]}); it is truncated or not an ONNX model"
@@ -839,6 +913,11 @@ def import_epcontext(
         fd, size = _open_regular(Path(source), "source model", limits.max_model_bytes)
         src_bytes = _read_fd(fd, size, f"source model {source}")
     target = Path(output)
+    inputs: dict[str, Path | str | os.PathLike[str]] = {"EPContext model": path}
+    inputs |= {f"engine file of {n.name!r}": n.external for n in nodes if n.external is not None}
+    if source is not None:
+        inputs["source model"] = source
+    container.distinct_outputs({"bundle": target}, inputs)
     records: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         opened: list[tuple[BinaryIO, int] | None] = []

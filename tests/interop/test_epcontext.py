@@ -618,3 +618,107 @@ def test_the_model_itself_may_be_a_link(tmp_path: Path, mlp_engine: bytes) -> No
     (tmp_path / "link.onnx").symlink_to(real)
     with rtxpack.open(import_epcontext(tmp_path / "link.onnx", tmp_path / "b.rtxpack")) as b:
         assert bytes(b.read_engine()) == mlp_engine
+
+
+# ---------------------------------------------------------------------------------------------
+# Protobuf bombs: bounded before protobuf expands them
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _many_empty_nodes(engine: bytes, count: int) -> bytes:
+    """A valid model plus a second graph field (protobuf merges it) of ``count`` empty nodes:
+    2 bytes each on the wire, a few hundred bytes each once parsed."""
+    nodes = b"\x0a\x00" * count
+    return _model([_ctx(engine)]).SerializeToString() + b"\x3a" + _varint(len(nodes)) + nodes
+
+
+def _nested_graphs(engine: bytes, levels: int) -> onnx.ModelProto:
+    inner = helper.make_graph([], "g0", [], [])
+    for i in range(levels):
+        node = helper.make_node("If", ["c"], [], then_branch=inner)
+        inner = helper.make_graph([node], f"g{i + 1}", [], [])
+    return _model([_ctx(engine, partition_name="p", notes=None), *inner.node])
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [("many nodes", "protobuf fields"), ("packed numbers", "protobuf fields"),
+     ("deep nesting", "nested deeper")],
+)  # fmt: skip
+def test_protobuf_bombs_are_refused_before_parsing(
+    tmp_path: Path, mlp_engine: bytes, case: str, match: str
+) -> None:
+    """A few MB of tiny repeated fields would parse into GBs of objects: the wire format is
+    counted first, so these end in an ImportFormatError in well under a second, with no
+    more memory than the file."""
+    if case == "many nodes":
+        blob: onnx.ModelProto | bytes = _many_empty_nodes(mlp_engine, 2_000_000)
+    elif case == "packed numbers":
+        model = _model([_ctx(mlp_engine)])
+        model.graph.initializer.append(
+            helper.make_tensor("w", TensorProto.INT64, [1_000_000], [0] * 1_000_000)
+        )
+        blob = model
+    else:
+        blob = _nested_graphs(mlp_engine, 12)  # graph > node > attribute: 36 levels
+    _refused(tmp_path, blob, match)
+
+
+def test_the_protobuf_field_count_includes_every_level(tmp_path: Path, mlp_engine: bytes) -> None:
+    path = _save(_two(mlp_engine, "a", "b"), tmp_path / "m.onnx")
+    import_epcontext(path, tmp_path / "ok.rtxpack")  # within the default limits
+    _refused(tmp_path, _two(mlp_engine, "a", "b"), "protobuf fields",
+             limits=EpContextLimits(max_protobuf_fields=20))  # fmt: skip
+    shallow = EpContextLimits(max_protobuf_depth=3)  # model > graph > value info > type > ...
+    _refused(tmp_path, _two(mlp_engine, "a", "b"), "nested deeper", limits=shallow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs never replace inputs
+
+
+@pytest.mark.parametrize(
+    ("bundle_name", "output", "embed"),
+    [("m.engine", "m.onnx", False), ("x.onnx", "x.onnx", True),
+     ("y.source.onnx", "y.onnx", True), ("l.rtxpack", "link.onnx", True)],
+)  # fmt: skip
+def test_export_never_replaces_the_bundle_it_reads(
+    tmp_path: Path, onnx_bundle: Path, bundle_name: str, output: str, embed: bool
+) -> None:
+    bundle = tmp_path / bundle_name
+    shutil.copy(onnx_bundle, bundle)
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "l.rtxpack")
+    before = bundle.read_bytes()
+    with pytest.raises(InvalidArgumentError, match="that is the bundle"):
+        export_epcontext(bundle, tmp_path / output, embed=embed)
+    assert bundle.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([bundle_name, "link.onnx"])
+
+
+def test_import_never_replaces_the_files_it_reads(tmp_path: Path, mlp_engine: bytes) -> None:
+    (tmp_path / "e.engine").write_bytes(mlp_engine)
+    (tmp_path / "src.onnx").write_bytes(b"source")
+    model = _save(_model([_ctx("e.engine")]), tmp_path / "m.onnx")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for out, what in [("m.onnx", "EPContext model"), ("e.engine", "engine file"),
+                      ("src.onnx", "source model")]:  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match=f"that is the {what}"):
+            import_epcontext(model, tmp_path / out, source=tmp_path / "src.onnx")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_two_outputs_of_one_export_may_not_be_one_file(tmp_path: Path) -> None:
+    from rtxpack._format import container
+
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    with pytest.raises(InvalidArgumentError, match="that is the model"):
+        container.distinct_outputs({"model": tmp_path / "a", "cache": tmp_path / "link"}, {})
+    container.distinct_outputs({"model": tmp_path / "a", "cache": tmp_path / "b"}, {})
