@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import rtxpack
 from rtxpack._format import container
+
+ROOT = Path(__file__).resolve().parents[1]
+# The tests test the rtxpack of this checkout, never another one on sys.path (an installed copy,
+# another worktree's editable install): run them from the checkout's root, `python -m pytest`.
+assert Path(rtxpack.__file__).resolve().parent == ROOT / "rtxpack", (
+    f"the tests import {rtxpack.__file__}, not {ROOT / 'rtxpack'}: run `python -m pytest` from "
+    f"{ROOT}"
+)
+
+# Property tests are reproducible: a fixed seed per test, no example database in the working
+# directory (HYPOTHESIS_PROFILE=explore gives random seeds and a database, for local hunting).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: fixtures that start a real OCI registry on 127.0.0.1 (tests/registry)
 pytest_plugins = ["registry.registry_server"]

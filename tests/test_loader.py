@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -12,10 +13,24 @@ import rtxpack
 from rtxpack import CompatibilityError, InvalidArgumentError, RuntimeStrategy
 from rtxpack._loader import FallbackWarning, load, resolve_strategy
 
-NO_GPU_HERE = not torch.cuda.is_available()
-pytestmark = pytest.mark.skipif(
-    not NO_GPU_HERE, reason="these tests describe a machine without a usable GPU"
-)
+
+@pytest.fixture(autouse=True)
+def a_machine_without_a_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests describe a machine TensorRT-RTX cannot run on. On a machine with a GPU they
+    run too (they used to skip there, on the very machines the loader is for): torch sees no
+    CUDA device and the machine probe finds no GPU."""
+    if not torch.cuda.is_available():
+        return
+    from rtxpack._checks import machine
+
+    here = machine.local_target()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(
+        machine,
+        "local_target",
+        lambda: dataclasses.replace(here, compute_capability=None, gpu_name=None),
+    )
 
 
 def test_unsupported_machine_raises_with_the_report(onnx_bundle: Path) -> None:

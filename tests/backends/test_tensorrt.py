@@ -491,6 +491,13 @@ def test_load_with_rtx_strategy_object_replaces_the_bundles(
     m.close()
 
 
+def _gpu_trt_rtx_supports() -> bool:
+    from rtxpack._facts import SUPPORTED_CCS
+
+    major, minor = torch.cuda.get_device_capability()
+    return f"{major}.{minor}" in SUPPORTED_CCS
+
+
 def test_the_real_runtime_accepts_the_zero_copy_view_the_module_passes(onnx_bundle: Path) -> None:
     """Not a double: the real binding takes the read-only memoryview of the mapped bundle (without
     a GPU it then returns None, which the module turns into RuntimeFailure)."""
@@ -501,7 +508,9 @@ def test_the_real_runtime_accepts_the_zero_copy_view_the_module_passes(onnx_bund
         assert isinstance(view, memoryview) and view.readonly
         runtime = tensorrt_rtx.Runtime(tensorrt_rtx.Logger(tensorrt_rtx.Logger.INTERNAL_ERROR))
         engine = runtime.deserialize_cuda_engine(view)  # a TypeError here would be a real bug
-        if not torch.cuda.is_available():
+        if torch.cuda.is_available() and _gpu_trt_rtx_supports():
+            assert engine is not None and engine.num_io_tensors == 2  # x and y
+        else:
             assert engine is None
         del engine, runtime
         view.release()
