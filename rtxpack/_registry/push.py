@@ -28,6 +28,8 @@ from .._format.container import (
     unpack_manifest,
 )
 from .._format.manifest import DEFAULT_LIMITS, Manifest, Section
+from .._signing.envelope import DEFAULT_SIGNATURE_LIMITS
+from .._signing.sign import SECTION_KIND as SIGNATURE_KIND
 from .._version import __version__
 from . import artifact as oci
 from .client import RegistryClient, sha256_digest
@@ -287,6 +289,23 @@ def _publish(
             client.close()
 
 
+def _holding_signatures(bf: BundleFile, merged: Manifest, *, have_sigs: set[str]) -> list[Section]:
+    """The local bundle's signature sections that the remote lacks and that hold for the merged
+    bundle manifest (a prewarm machine's signature over the caches it adds)."""
+    from .._signing.sign import why_stale
+
+    raw = merged.to_dict()
+    out = []
+    for section in bf.manifest.sections:
+        if section.kind != SIGNATURE_KIND or section.digest in have_sigs:
+            continue
+        if section.codec != "stored" or section.size > DEFAULT_SIGNATURE_LIMITS.max_envelope_bytes:
+            continue
+        if why_stale(raw, bytes(bf.decode(section))) is None:
+            out.append(section)
+    return out
+
+
 def push_caches(
     path: str | os.PathLike[str],
     ref: str,
@@ -336,6 +355,23 @@ def push_caches(
                     section.length,
                 )
                 uploads.append(_Upload(desc, path=os.fspath(path), offset=section.offset))
+            if added:
+                # the caches' signatures travel with them (docs/signing.md)
+                merged = replace(base, sections=tuple(sections), caches=tuple(caches))
+                for section in _holding_signatures(
+                    bf,
+                    merged,
+                    have_sigs={s.digest for s in base.sections if s.kind == SIGNATURE_KIND},
+                ):
+                    offset = -(-end // ALIGNMENT) * ALIGNMENT
+                    sections.append(replace(section, offset=offset))
+                    end = offset + section.length
+                    desc = oci.Descriptor(
+                        oci.section_media_type(section.kind, section.codec),
+                        _section_sha256(bf, section),
+                        section.length,
+                    )
+                    uploads.append(_Upload(desc, path=os.fspath(path), offset=section.offset))
         finally:
             bf.close()
         if not added:
