@@ -20,6 +20,7 @@ Prints a markdown report with the command (docs/performance.md quotes it).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -105,8 +106,11 @@ def main() -> None:
             size = parse_size(text)
             print(f"building a {text} engine...", file=sys.stderr)
             path, engines, everything = make_bundle(Path(tmp), size)
+            bundle = rtxpack.open(path, trust=False)
             t = interleaved(
                 {
+                    "check only (engines)": functools.partial(bundle.signatures, engines),
+                    "check only (all)": functools.partial(bundle.signatures, everything),
                     "open": opener(path, False),
                     "open+engines": opener(path, engines),
                     "open+all": opener(path, everything),
@@ -116,11 +120,14 @@ def main() -> None:
                 },
                 args.repeat,
             )
+            bundle.close()
             rows.append((text, path.stat().st_size, t))
     command = "python bench/bench_signing.py " + " ".join(sys.argv[1:])
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"`{command.strip()}` — {platform.machine()}, {os.cpu_count()} cores, "
-        f"median of {args.repeat}, warm page cache, {CACHES} caches of 1 MiB, 2 signers\n"
+        f"`{command.strip()}` — {platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{load} at the end), median of {args.repeat}, warm page cache, {CACHES} caches of "
+        "1 MiB, 2 signers\n"
     )
     print('| engine | step | no policy | `require="engines"` | `require="all"` |')
     print("|---|---|---|---|---|")
@@ -129,8 +136,11 @@ def main() -> None:
             cells = [fmt(t[base])]
             for policy in ("engines", "all"):
                 v = t[f"{base}+{policy}"]
-                cells.append(f"{fmt(v)} (+{fmt(v - t[base])}, {v / t[base]:.2f}x)")
+                delta = (v - t[base]) * 1e3
+                cells.append(f"{fmt(v)} ({delta:+.3f} ms, {v / t[base]:.2f}x)")
             print(f"| {text} | {step} | " + " | ".join(cells) + " |")
+        only = (fmt(t["check only (engines)"]), fmt(t["check only (all)"]))
+        print(f"| {text} | the policy check alone, on an open bundle | - | {only[0]} | {only[1]} |")
 
 
 if __name__ == "__main__":

@@ -91,12 +91,15 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+    """How deeply lists and maps nest in ``value`` (a scalar is 0)."""
+    deepest = 0
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         v, d = stack.pop()
-        if isinstance(v, (dict, list)):
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+        deepest = max(deepest, d)
+        for child in v.values() if isinstance(v, dict) else v:
+            if isinstance(child, (dict, list)):
+                stack.append((child, d + 1))
     return deepest
 
 

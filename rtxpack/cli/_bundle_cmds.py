@@ -321,7 +321,7 @@ def register(sub: Any) -> None:
     add_strategy_args(p)
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("inspect", help="show what a bundle holds (reads only its manifest)")
+    p = sub.add_parser("inspect", help="show what a bundle holds (its manifest and who signed it)")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=cmd_inspect)
