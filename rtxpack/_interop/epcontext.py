@@ -37,9 +37,10 @@ from .._format.manifest import (
     Manifest,
     ShapeRange,
     TensorSpec,
+    _check_profiles,
 )
 from .._strategy import CudaGraphStrategy, RuntimeStrategy
-from .._text import utc_now
+from .._text import is_printable, utc_now
 from .._version import __version__
 from .torch_tensorrt import PLATFORMS
 
@@ -132,11 +133,14 @@ def _onnx() -> Any:
 # Export
 
 
-def partition_name(engine: str) -> str:
+def partition_name(engine: str, digest: str) -> str:
     """The node's ``partition_name`` for an engine: also the file name the provider gives its
-    runtime cache inside ``nv_runtime_cache_path``, so it must be a plain, portable file name."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", engine).strip(".")
-    return f"rtxpack_{safe or 'engine'}"[:200]
+    runtime cache inside ``nv_runtime_cache_path``, so it must be a plain, portable file name,
+    and differ between engines (several models usually share one cache folder, and most
+    bundles name their engine ``main``): the engine's digest tells them apart, as the
+    provider's own names carry a hash of the model."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", engine).strip(".")[:160]
+    return f"rtxpack_{safe or 'engine'}_{digest.split(':')[-1][:12]}"
 
 
 def _hardware_architecture(info: EngineInfo) -> str:
@@ -243,7 +247,7 @@ def _export(
     target = Path(output)
     if target.suffix.lower() != ".onnx":
         raise InvalidArgumentError(f"output {target}: expected a file name ending in .onnx")
-    part = partition_name(info.name)
+    part = partition_name(info.name, bundle.manifest.sections[info.section].digest)
     engine_view = bundle.read_engine(info.name)  # digest-checked before anything is written
     if embed and len(engine_view) > _EMBED_LIMIT:
         raise InvalidArgumentError(
@@ -589,7 +593,7 @@ def _safe_relative(value: str, where: str) -> PurePosixPath:
             f"the path {_shown(value)} with '..'",
             "a file inside the model's folder (the provider refuses '..' too)",
         )
-    if not parts or any(not p.isprintable() for p in parts):
+    if not parts or not all(map(is_printable, parts)):
         raise _bad(where, _shown(value), "a printable relative file path")
     return PurePosixPath(*parts)
 
@@ -675,6 +679,13 @@ def _signature(
             raise _bad(where, f"{role} {_shown(name)} with no declared type", "typed graph I/O")
         return _tensor(onnx, known[name], f"{where} {role}", limits)
 
+    names = [*node.input, *node.output]
+    if "" in names or len(set(names)) != len(names):
+        raise _bad(
+            where,
+            f"inputs {_shown(list(node.input))} and outputs {_shown(list(node.output))}",
+            "distinct, non-empty names: each is one I/O tensor of the engine",
+        )
     return (
         tuple(spec(n, "input") for n in node.input),
         tuple(spec(n, "output") for n in node.output),
@@ -719,21 +730,18 @@ def _engine_extras(
     if not isinstance(extra, dict):
         raise _bad(here, type(extra).__name__, "a JSON object")
     name = extra.get("engine")
-    if name is not None and (
-        not isinstance(name, str) or not 1 <= len(name) <= 256 or not name.isprintable()
-    ):
+    if name is not None and not _bundle_name(name):
         raise _bad(here, f"engine name {_shown(name)}", "1 to 256 printable characters")
     platform = extra.get("platform")
     if platform is not None and platform not in PLATFORMS:
         raise _bad(here, f"platform {_shown(platform)}", "one of " + ", ".join(PLATFORMS))
     manifest_limits = Limits(max_io_tensors=limits.max_io_tensors, max_rank=limits.max_rank)
-    names = {t.name for t in inputs}
     raw_profiles = extra.get("profiles", [])
     if not isinstance(raw_profiles, list) or len(raw_profiles) > manifest_limits.max_profiles:
         raise _bad(here, "profiles that are not a short list", "a list of profiles")
     profiles: list[dict[str, ShapeRange]] = []
     for i, prof in enumerate(raw_profiles):
-        if not isinstance(prof, dict) or not set(prof) <= names:
+        if not isinstance(prof, dict):
             raise _bad(here, f"profile {i} {_shown(prof)}", "ranges for the node's inputs")
         try:
             profiles.append(
@@ -744,6 +752,11 @@ def _engine_extras(
             )
         except RtxpackError as exc:
             raise _bad(here, str(exc).split("; the bundle")[0], "valid shape ranges") from None
+    try:
+        _check_profiles(inputs, profiles, "profiles")
+    except RtxpackError as exc:
+        found = str(exc).split("; the bundle")[0].removeprefix("invalid bundle manifest: ")
+        raise _bad(here, f"profiles that break the format's rule ({found})", "valid ones") from None
     strategy = None
     if "strategy" in extra:
         try:
@@ -758,11 +771,16 @@ def _engine_extras(
     return _Extras(name, tuple(profiles), strategy, platform, trt_version)
 
 
+def _bundle_name(value: Any) -> bool:
+    """Whether ``value`` is a name the bundle format takes (docs/format.md, "Names")."""
+    return isinstance(value, str) and 1 <= len(value) <= 256 and is_printable(value)
+
+
 def _plain_name(value: str, where: str) -> None:
     """The provider names the runtime cache file after ``partition_name``: refuse a name that
     would put that file anywhere but inside ``nv_runtime_cache_path``."""
     if value and (
-        any(c in value for c in "/\\:") or value in (".", "..") or not value.isprintable()
+        any(c in value for c in "/\\:") or value in (".", "..") or not is_printable(value)
     ):
         raise _bad(
             f"{where} partition_name",
@@ -828,7 +846,7 @@ def _nodes(onnx: Any, model: Any, path: Path, limits: EpContextLimits) -> list[_
         extra = extras.get(part) if part else None
         extras_ = _engine_extras(extra, inputs, here, limits)
         name = extras_.engine or part or f"engine{i}"
-        if not 1 <= len(name) <= 256 or not name.isprintable():
+        if not _bundle_name(name):
             name = f"engine{i}"
         external = None
         if attrs.embed_mode == 0:

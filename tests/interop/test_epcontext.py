@@ -146,7 +146,9 @@ def test_runtime_cache_is_written_where_the_provider_reads_it(
     )
     onnx.checker.check_model(str(out.model), full_check=True)
     part = _attr(_node(out.model), "partition_name").decode()
-    assert part == "rtxpack_main"
+    with rtxpack.open(bundle) as b:
+        digest = b.section(b.manifest.engine().section).digest
+    assert part == f"rtxpack_main_{digest.removeprefix('blake3:')[:12]}"
     # the provider reads <nv_runtime_cache_path>/<partition_name>, the raw serialized cache
     assert out.runtime_cache == tmp_path / "rtcache" / part
     assert out.runtime_cache.read_bytes() == b"CACHE" * 100
@@ -166,11 +168,33 @@ def test_runtime_cache_is_written_where_the_provider_reads_it(
 
 @pytest.mark.parametrize(
     ("engine", "expected"),
-    [("main", "rtxpack_main"), ("../../etc/x", "rtxpack__.._etc_x"), ("a b/c", "rtxpack_a_b_c")],
-)
+    [("main", "rtxpack_main_0123456789ab"), ("../../etc/x", "rtxpack__.._etc_x_0123456789ab"),
+     ("a b/c", "rtxpack_a_b_c_0123456789ab"), ("..", "rtxpack_engine_0123456789ab")],
+)  # fmt: skip
 def test_partition_names_are_plain_file_names(engine: str, expected: str) -> None:
-    name = epcontext.partition_name(engine)
+    name = epcontext.partition_name(engine, "blake3:0123456789abcdef")
     assert name == expected and "/" not in name and "\\" not in name
+
+
+def test_two_models_sharing_a_runtime_cache_folder_get_one_file_each(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    """Several models usually share one nv_runtime_cache_path, and most engines are 'main':
+    the partition name (the cache file's name) carries the engine's digest, so one model's
+    cache never replaces another's."""
+    from conftest import make_onnx_mlp
+
+    static = rtxpack.save(make_onnx_mlp(tmp_path / "s.onnx", dynamic=False), tmp_path / "s.rtxpack")
+    shared = tmp_path / "rtcache"
+    written = []
+    for i, source in enumerate([onnx_bundle, static]):
+        bundle = shutil.copy(source, tmp_path / f"b{i}.rtxpack")
+        _edit.add_cache(bundle, f"CACHE{i}".encode(), ENV)
+        out = export_epcontext(bundle, tmp_path / f"m{i}.onnx", runtime_cache_dir=shared)
+        assert out.runtime_cache is not None
+        written.append(out.runtime_cache)
+    assert written[0] != written[1]
+    assert [p.read_bytes() for p in written] == [b"CACHE0", b"CACHE1"]
 
 
 def test_cuda_graph_strategy_becomes_a_provider_option(tmp_path: Path, onnx_mlp: Path) -> None:
@@ -401,6 +425,18 @@ HOSTILE: dict[str, tuple[Callable[[bytes], onnx.ModelProto | bytes], str]] = {
         "shape ranges|min <= opt",
     ),
     "rtxpack metadata not json": (lambda e: _with_meta(_model([_ctx(e)]), "{"), "invalid JSON"),
+    "one name twice among the inputs": (lambda e: _model([_ctx(e, ins=("x", "x"))]), "distinct"),
+    "an input that is also an output": (lambda e: _model([_ctx(e, outs=("x",))]), "distinct"),
+    "an empty tensor name": (
+        lambda e: _model(
+            [_ctx(e, ins=("",))], inputs=[helper.make_tensor_value_info("", TensorProto.FLOAT, [1])]
+        ),
+        "non-empty",
+    ),
+    "a profile without the dynamic input": (
+        lambda e: _with_meta(_model([_ctx(e, partition_name="p")]), {"p": {"profiles": [{}]}}),
+        "a profile range for 'x'",
+    ),
 }
 
 
@@ -520,7 +556,8 @@ def test_cli_export_and_import(
     printed = capsys.readouterr().out
     assert f"wrote engine {tmp_path / 'model_ctx.engine'}" in printed
     assert f"nv_runtime_cache_path={tmp_path / 'rc'}" in printed
-    assert (tmp_path / "rc" / "rtxpack_main").read_bytes() == b"CACHE"
+    (cache,) = (tmp_path / "rc").iterdir()
+    assert cache.name.startswith("rtxpack_main_") and cache.read_bytes() == b"CACHE"
     src = tmp_path / "model_ctx.source.onnx"
     assert (
         main(

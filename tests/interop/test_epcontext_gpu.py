@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 import rtxpack
@@ -96,8 +97,11 @@ def test_runtime_cache_file_is_named_after_partition_name(
     session.run(None, {"x": x})
     del session
     gc.collect()  # the provider saves the cache when the execution context is destroyed
-    assert (cache_dir / "rtxpack_main").is_file()
-    assert (cache_dir / "rtxpack_main").stat().st_size > 0
+    part = onnx.load(str(out.model)).graph.node[0].attribute
+    (name,) = [a.s.decode() for a in part if a.name == "partition_name"]
+    assert name.startswith("rtxpack_main_")
+    assert (cache_dir / name).is_file()
+    assert (cache_dir / name).stat().st_size > 0
 
 
 @pytest.mark.parametrize("embed", [True, False])
