@@ -85,6 +85,10 @@ _ONNX_TYPES = {
 }
 _DTYPE_OF = {v: k for k, v in _ONNX_TYPES.items()}
 assert set(_ONNX_TYPES) == set(DTYPES)
+#: The element types ONNX Runtime's ``com.microsoft`` EPContext schema allows for the node's
+#: inputs and outputs (type constraint ``T``; ONNX Runtime 1.32 refuses a model with any other,
+#: e.g. float8 or int4 I/O, as invalid before any provider sees it).
+_EPCONTEXT_DTYPES = ("float32", "float16", "bfloat16", "int8", "int32", "int64", "bool", "uint8")
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,14 @@ def _export(
             f"engine {info.name!r} has no recorded I/O signature (it was packed from a raw "
             "engine), and an EPContext model must declare the engine's inputs and outputs; "
             "rebuild the bundle from its ONNX model (rtxpack build) and export that"
+        )
+    odd = [t for t in (*info.inputs, *info.outputs) if t.dtype not in _EPCONTEXT_DTYPES]
+    if odd:
+        raise InvalidArgumentError(
+            f"engine {info.name!r} has I/O tensor {odd[0].name!r} of type {odd[0].dtype}, which "
+            "ONNX Runtime's EPContext operator does not take (it allows "
+            f"{', '.join(_EPCONTEXT_DTYPES)}): ONNX Runtime would refuse the model as invalid; "
+            "rebuild the engine with I/O of those types (quantize inside the network)"
         )
     target = Path(output)
     if target.suffix.lower() != ".onnx":

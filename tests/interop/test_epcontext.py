@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -759,3 +760,104 @@ def test_two_outputs_of_one_export_may_not_be_one_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="that is the model"):
         container.distinct_outputs({"model": tmp_path / "a", "cache": tmp_path / "link"}, {})
     container.distinct_outputs({"model": tmp_path / "a", "cache": tmp_path / "b"}, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# What ONNX and ONNX Runtime make of an export
+
+
+def _bundle_of_every_dtype(path: Path, engine: bytes) -> Path:
+    """Three engines (real engine bytes; the signatures are what export must express): dynamic
+    and static dimensions, two profiles, every element type ONNX Runtime's EPContext takes, and
+    one it does not."""
+    from rtxpack._format import container
+    from rtxpack._format.manifest import DTYPES, EngineInfo, Manifest, ShapeRange, TensorSpec
+
+    def rng(lo: tuple[int, ...], hi: tuple[int, ...]) -> ShapeRange:
+        return ShapeRange(lo, hi, hi)
+
+    dynamic = EngineInfo(
+        name="dynamic", section=0, trt_version="1.7.1.116", compute_capabilities=(),
+        hardware_portable=True, platform="linux_x86_64",
+        inputs=(TensorSpec("x", "float16", (-1, 16)), TensorSpec("ids", "int64", (-1, -1))),
+        outputs=(TensorSpec("y", "bfloat16", (-1, 8)),),
+        profiles=({"x": rng((1, 16), (8, 16)), "ids": rng((1, 1), (8, 128))},
+                  {"x": rng((9, 16), (64, 16)), "ids": rng((9, 1), (64, 512))}),
+        strategy=RuntimeStrategy(),
+    )  # fmt: skip
+    every = EngineInfo(
+        name="every dtype", section=1, trt_version="1.7.1.116", compute_capabilities=("8.9",),
+        hardware_portable=False, platform="windows_x86_64",
+        inputs=tuple(TensorSpec(f"in_{d}", d, (2, 4)) for d in epcontext._EPCONTEXT_DTYPES),
+        outputs=tuple(TensorSpec(f"out_{d}", d, (2, 4)) for d in epcontext._EPCONTEXT_DTYPES),
+        profiles=(), strategy=RuntimeStrategy(),
+    )  # fmt: skip
+    fp8 = replace(every, name="fp8", section=2,
+                  inputs=(TensorSpec("q", "float8_e4m3fn", (2, 4)),))  # fmt: skip
+    assert set(DTYPES) - set(epcontext._EPCONTEXT_DTYPES) == {
+        "float8_e4m3fn", "int4", "float4_e2m1fn_x2", "float8_e8m0fnu"
+    }  # fmt: skip
+    with container.atomic_output(path) as f:
+        w = container.BundleWriter(f)
+        w.add_bytes("engine", "dynamic", engine)
+        w.add_bytes("engine", "every dtype", engine + b"\0")
+        w.add_bytes("engine", "fp8", engine + b"\1")
+        w.finish(
+            Manifest(rtxpack_version="0", created_at="2026-11-27T00:00:00Z",
+                     sections=tuple(w.sections), engines=(dynamic, every, fp8))
+        )  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("embed", [True, False])
+def test_exports_of_every_dtype_and_several_profiles_pass_the_full_onnx_check(
+    tmp_path: Path, mlp_engine: bytes, embed: bool
+) -> None:
+    bundle = _bundle_of_every_dtype(tmp_path / "b.rtxpack", mlp_engine)
+    for name in ("dynamic", "every dtype"):
+        out = export_epcontext(bundle, tmp_path / f"{name[:5]}.onnx", engine=name, embed=embed)
+        onnx.checker.check_model(str(out.model), full_check=True)
+        model = onnx.load(str(out.model))
+        with rtxpack.open(bundle) as b:
+            info = b.manifest.engine(name)
+        declared = [(v.name, v.type.tensor_type.elem_type) for v in model.graph.input]
+        assert declared == [(t.name, epcontext._ONNX_TYPES[t.dtype]) for t in info.inputs]
+        back = import_epcontext(out.model, tmp_path / f"{name[:5]}.rtxpack")
+        with rtxpack.open(back) as b:
+            e = b.manifest.engine()
+            assert (e.name, e.inputs, e.outputs, e.profiles, e.platform) == (
+                info.name, info.inputs, info.outputs, info.profiles, info.platform
+            )  # fmt: skip
+        ort = pytest.importorskip("onnxruntime")
+        with pytest.raises(Exception, match="NOT_IMPLEMENTED"):  # valid, only not CPU-runnable
+            ort.InferenceSession(str(out.model), providers=["CPUExecutionProvider"])
+
+
+def test_export_refuses_io_types_onnx_runtime_would_call_invalid(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    """ONNX Runtime's EPContext schema has no float8/int4/float4 inputs: such a model fails to
+    load as INVALID_GRAPH whatever the provider, so export says so instead of writing it."""
+    bundle = _bundle_of_every_dtype(tmp_path / "b.rtxpack", mlp_engine)
+    with pytest.raises(InvalidArgumentError, match="'q' of type float8_e4m3fn"):
+        export_epcontext(bundle, tmp_path / "fp8.onnx", engine="fp8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.rtxpack"]
+    # what ONNX Runtime itself says about such a model
+    ort = pytest.importorskip("onnxruntime")
+    model = _model([_ctx(mlp_engine)], inputs=[helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT8E4M3FN, ["N", 16])])  # fmt: skip
+    path = _save(model, tmp_path / "fp8.onnx")
+    with pytest.raises(Exception, match="INVALID_GRAPH"):
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_onnx_runtime_without_the_provider_says_which_provider_the_model_needs(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    """What a user sees running an export on a plain ONNX Runtime (docs/interop.md quotes it):
+    the EPContext node has no CPU kernel, and the error names the provider to add."""
+    ort = pytest.importorskip("onnxruntime")
+    out = export_epcontext(onnx_bundle, tmp_path / "m.onnx")
+    with pytest.raises(Exception, match="NvTensorRTRTXExecutionProvider") as exc:
+        ort.InferenceSession(str(out.model), providers=["CPUExecutionProvider"])
+    assert "EPContext" in str(exc.value)
