@@ -190,11 +190,16 @@ class PrivateKey:
             return self._key.sign(message)
         return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
 
-    def to_pem(self) -> bytes:
+    def to_pem(self, password: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted with ``password`` if given (the best scheme ``cryptography``
+        offers)."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.NoEncryption()
+            if password is None
+            else serialization.BestAvailableEncryption(password)
+        )
         return self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
 
     def __str__(self) -> str:
@@ -237,10 +242,17 @@ def _write_new(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
 
 
 def generate_key(
-    path: str | os.PathLike[str], *, algorithm: str = "ed25519", overwrite: bool = False
+    path: str | os.PathLike[str],
+    *,
+    algorithm: str = "ed25519",
+    overwrite: bool = False,
+    password: bytes | None = None,
 ) -> PublicKey:
-    """Make a key pair: the private key (PKCS#8 PEM, unencrypted, mode 0600) at ``path`` and the
-    public key at ``path`` + ``.pub``. Returns the public key; the private key is never printed."""
+    """Make a key pair: the private key (PKCS#8 PEM, mode 0600, encrypted with ``password`` if
+    given) at ``path`` and the public key at ``path`` + ``.pub``. Returns the public key; the
+    private key is never printed."""
+    if password is not None and not password:
+        raise InvalidArgumentError("an empty password: give a password, or none")
     p = Path(path)
     pub = p.with_name(p.name + ".pub")
     key = PrivateKey.generate(algorithm)
@@ -248,6 +260,6 @@ def generate_key(
         for q in (p, pub):
             if q.exists():
                 raise InvalidArgumentError(f"{q} exists; refusing to overwrite a key file")
-    _write_new(p, key.to_pem(), 0o600, overwrite)
+    _write_new(p, key.to_pem(password), 0o600, overwrite)
     _write_new(pub, key.public_key.to_pem(), 0o644, overwrite)
     return key.public_key

@@ -71,21 +71,30 @@ def trust_from_args(args: argparse.Namespace) -> Trust:
     )
 
 
+def _password(var: str | None) -> bytes | None:
+    """The password in environment variable ``var`` (never on the command line)."""
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise InvalidArgumentError(f"--password-env {var}: it is not set, or empty")
+    return value.encode()
+
+
 def _keygen(args: argparse.Namespace) -> int:
-    public = generate_key(args.key, algorithm=args.algorithm, overwrite=args.force)
+    public = generate_key(
+        args.key,
+        algorithm=args.algorithm,
+        overwrite=args.force,
+        password=_password(args.password_env),
+    )
     print(f"wrote {args.key} (private key, mode 0600: keep it secret) and {args.key}.pub")
     print(f"key id {public.key_id} ({public.algorithm})")
     return 0
 
 
 def _sign(args: argparse.Namespace) -> int:
-    password = None
-    if args.password_env is not None:
-        value = os.environ.get(args.password_env)
-        if value is None:
-            raise InvalidArgumentError(f"--password-env {args.password_env}: it is not set")
-        password = value.encode()
-    key = PrivateKey.load(args.key, password)
+    key = PrivateKey.load(args.key, _password(args.password_env))
     signed = sign(args.bundle, key, role=args.role, output=args.output)
     parts = ", ".join(describe_part(p) for p in signed.parts)
     print(
@@ -100,6 +109,11 @@ def register(sub: Any) -> None:
     p.add_argument("key", metavar="KEY", help="where to write the private key; KEY.pub beside it")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="ed25519")
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    p.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="encrypt the private key with the password in this environment variable",
+    )
     p.set_defaults(func=_keygen)
 
     p = sub.add_parser(

@@ -231,6 +231,17 @@ def test_every_cache_record_field_is_signed(
     assert f"differs from what was signed in: {field.strip()}" in str(err)
 
 
+def test_renaming_a_cache_unsigns_it(
+    bundle: Path, builder: PrivateKey, prewarmer: PrivateKey
+) -> None:
+    sign(bundle, builder)
+    sign(bundle, prewarmer, role="caches")
+    edit_manifest(bundle, lambda raw: _cache(raw).update(id="0badc0de"))
+    policy = TrustPolicy(engines=[builder.public_key], caches=[prewarmer.public_key], require="all")
+    err = refused(bundle, policy)
+    assert err.part == "runtime_cache/0badc0de" and "no signature" in str(err)
+
+
 def test_moving_a_cache_to_another_engine_is_refused(
     bundle: Path, builder: PrivateKey, prewarmer: PrivateKey
 ) -> None:

@@ -122,3 +122,27 @@ def test_encrypted_private_keys_need_their_password(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError):
         PrivateKey.load(tmp_path / "k", password=b"wrong")
     assert PrivateKey.load(tmp_path / "k", password=b"secret").algorithm == "ed25519"
+
+
+def test_keygen_can_encrypt_the_private_key(tmp_path: Path) -> None:
+    pub = generate_key(tmp_path / "k", password=b"s3cret")
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "k").read_bytes()
+    with pytest.raises(InvalidArgumentError, match="encrypted"):
+        PrivateKey.load(tmp_path / "k")
+    assert PrivateKey.load(tmp_path / "k", password=b"s3cret").public_key == pub
+    with pytest.raises(InvalidArgumentError, match="empty password"):
+        generate_key(tmp_path / "k2", password=b"")
+
+
+def test_cli_keygen_and_sign_with_a_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtxpack.cli import main
+
+    monkeypatch.setenv("KEY_PASSWORD", "s3cret")
+    key = tmp_path / "k"
+    assert main(["keygen", str(key), "--password-env", "KEY_PASSWORD"]) == 0
+    assert "s3cret" not in capsys.readouterr().out
+    assert PrivateKey.load(key, password=b"s3cret").algorithm == "ed25519"
+    assert main(["keygen", str(tmp_path / "x"), "--password-env", "NOT_SET_ANYWHERE"]) == 1
+    assert "not set" in capsys.readouterr().err
