@@ -262,7 +262,10 @@ def test_multi_engine_bundle(multi_bundle: Path, mlp_engine: bytes) -> None:
         assert b.engines["dec"].strategy == RuntimeStrategy()
         assert b.read_source("enc") is not None and b.read_source("dec") is None
         assert b.read_file("labels.txt") == b"cat\ndog\n"
-        with pytest.raises(InvalidArgumentError, match=r"several engines.*pass engine=NAME"):
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"several engines.*engine=NAME in Python, --engine NAME on the command line",
+        ):
             b.read_engine()
         with pytest.raises(InvalidArgumentError, match=r"no engine named 'nope'.*enc, dec"):
             b.read_engine("nope")

@@ -334,8 +334,10 @@ class TensorRTModule(EngineModule):
             else:
                 if cache_blob and not cache.deserialize(cache_blob):
                     warnings.warn(
-                        f"rtxpack: TensorRT-RTX rejected cache {self.cache_origin} although it "
-                        "looked compatible; starting cold (kernels are JIT-compiled again)",
+                        f"rtxpack: TensorRT-RTX rejected the runtime cache "
+                        f"({self.cache_origin}) although its recorded environment fits this "
+                        f"machine ({_errors_of(state.logger)}); starting cold (kernels are "
+                        "JIT-compiled again)",
                         RuntimeCacheWarning,
                         stacklevel=4,
                     )
@@ -347,6 +349,7 @@ class TensorRTModule(EngineModule):
                         stacklevel=4,
                     )
                     cache = None
+        _clear_errors(state.logger)  # a context failure quotes only its own errors
         context = state.engine.create_execution_context(config)
         if context is None:
             raise BackendError(

@@ -142,10 +142,19 @@ def prewarm(
 
     env = _machine_environment()
     if env is None:
+        from .._checks import machine
+
+        here = machine.local_target()
+        found = (
+            f"this machine's GPU ({here.gpu_name or 'unnamed'}, compute capability "
+            f"{here.compute_capability}) is not one"
+            if here.compute_capability is not None
+            else "no NVIDIA GPU or CUDA driver was found on this machine"
+        )
         raise CompatibilityError(
             "prewarm needs a GPU TensorRT-RTX supports (compute capability 7.5, 8.x or 12.x "
-            "and a CUDA driver); this machine has none. Run it on a device of the fleet, or "
-            "attach a cache made there with `rtxpack cache add`"
+            f"and a CUDA driver); {found}. Run it on a device of the fleet, or attach a cache "
+            "made there with `rtxpack cache add`"
         )
     torch = _torch()
     new: list[edit.NewCache] = []

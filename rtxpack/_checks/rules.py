@@ -93,8 +93,8 @@ def check_unknown_fields(run: Run, missing: frozenset[str]) -> None:
             "error",
             "no NVIDIA GPU or driver found on this machine (asked NVML, /proc/driver/nvidia, "
             "nvidia-smi and torch.cuda); TensorRT-RTX engines need an RTX GPU and its driver: "
-            'run on such a machine, or use rtxpack.load(..., fallback="onnxruntime") when the '
-            "bundle carries its source",
+            "run on such a machine (a bundle that carries its ONNX source can also run with "
+            "ONNX Runtime)",
         )
     if t.trt_version is None and "trt" not in missing:
         run.add(
@@ -175,8 +175,7 @@ def check_gpu_supported(run: Run) -> None:
             f"the target GPU {_gpu_label(run.target)} is not supported by TensorRT-RTX at all "
             f"(it supports CC {_cc_list(SUPPORTED_CCS)} and newer RTX GPUs; not Hopper 9.0, "
             "data-center Blackwell 10.x or GPUs below 7.5); no rebuild helps: run on an RTX "
-            'GPU, or use rtxpack.load(..., fallback="onnxruntime") when the bundle carries its '
-            "source",
+            "GPU (a bundle that carries its ONNX source can also run with ONNX Runtime)",
         )
 
 

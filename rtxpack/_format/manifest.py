@@ -572,7 +572,8 @@ class Manifest:
                 return self.engines[0]
             names = ", ".join(e.name for e in self.engines)
             raise InvalidArgumentError(
-                f"this bundle holds several engines ({names}); pass engine=NAME"
+                f"this bundle holds several engines ({names}); choose one: engine=NAME in Python, "
+                "--engine NAME on the command line"
             )
         for e in self.engines:
             if e.name == name:

@@ -136,7 +136,11 @@ def test_cache_blob_is_deserialized_and_attached(world: World) -> None:
 
 def test_rejected_cache_warns_and_starts_cold(world: World) -> None:
     world.accept_cache = False
-    with pytest.warns(UserWarning, match="rejected cache prewarmed cache 3fa2 although it looked"):
+    with pytest.warns(
+        UserWarning,
+        match=r"rejected the runtime cache \(prewarmed cache 3fa2\) although its recorded "
+        "environment fits",
+    ):
         m = make(cache_blob=b"foreign", cache_origin="prewarmed cache 3fa2")
     x = torch.randn(3, 16)
     torch.testing.assert_close(m(x), reference(x))

@@ -241,8 +241,26 @@ def test_prewarm_refuses_early_without_a_supported_gpu(
     with pytest.raises(CompatibilityError, match="prewarm needs a GPU TensorRT-RTX supports"):
         prewarm.prewarm(bundle, out)
     assert main(["prewarm", str(bundle), "-o", str(out)]) == 1
-    assert "this machine has none" in capsys.readouterr().err
+    assert "no NVIDIA GPU or CUDA driver was found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_prewarm_names_a_gpu_it_found_but_tensorrt_rtx_does_not_support(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtxpack._checks import machine
+
+    h100 = dataclasses.replace(
+        machine.local_target(),
+        compute_capability="9.0",
+        gpu_name="NVIDIA H100",
+        driver_version="580.65",
+    )
+    monkeypatch.setattr(machine, "local_target", lambda: h100)
+    with pytest.raises(CompatibilityError) as info:
+        prewarm.prewarm(bundle, tmp_path / "warm.rtxpack")
+    assert "GPU (NVIDIA H100, compute capability 9.0) is not one" in str(info.value)
+    assert "has none" not in str(info.value)
 
 
 class FakeModule:
