@@ -11,6 +11,7 @@ the file and against ``Limits`` before it is used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import mmap
@@ -504,17 +505,7 @@ class BundleWriter:
             raise _integrity(section, got, where)
         self._pos = self._f.tell()
         self._remember_signature(section.kind, section.codec, kept)
-        self.sections.append(
-            Section(
-                kind=section.kind,
-                name=section.name,
-                offset=start,
-                length=section.length,
-                codec=section.codec,
-                size=section.size,
-                digest=section.digest,
-            )
-        )
+        self.sections.append(dataclasses.replace(section, offset=start))
         return len(self.sections) - 1
 
     def copy_all(

@@ -429,3 +429,66 @@ def test_the_store_reports_and_prunes(registry: RegistryServer, tmp_path: Path) 
     result = store.prune()
     assert (result.removed, result.removed_bytes) == (2, 200_003)
     assert store.report().blobs == 0
+
+
+class _Redirector:
+    """An HTTP server on 127.0.0.1 that answers every request with a 307 to ``target + path``
+    (``target`` None: to itself, a loop), recording the Authorization headers it was sent."""
+
+    def __init__(self, target: str | None) -> None:
+        import http.server
+
+        seen = self.authorizations = []  # type: list[str | None]
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen.append(self.headers.get("Authorization"))
+                base = outer.target or f"http://127.0.0.1:{outer.port}"
+                self.send_response(307)
+                self.send_header("Location", base + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.target = target
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_blob_downloads_follow_redirects_without_the_registry_credentials(
+    registry: RegistryServer,
+) -> None:
+    data, digest = blob(500_000, seed=7)
+    upload(RegistryClient(registry.registry), "a", data)
+    storage = _Redirector(f"http://{registry.registry}")  # another host, as object storage is
+    front = _Redirector(f"http://127.0.0.1:{storage.port}")  # the registry the client talks to
+    try:
+        client = RegistryClient(f"127.0.0.1:{front.port}", credentials=Credentials(USER, PASSWORD))
+        client._basic = Credentials(USER, PASSWORD).basic_header()  # as after a Basic challenge
+        out = io.BytesIO()
+        client.fetch_blob("a", digest, len(data), out)
+        assert out.getvalue() == data
+        assert front.authorizations[-1] == client._basic  # the registry gets them ...
+        assert storage.authorizations == [None]  # ... the host it redirects to does not
+    finally:
+        front.close()
+        storage.close()
+
+
+def test_a_redirect_loop_ends_in_a_protocol_error() -> None:
+    loop = _Redirector(None)
+    try:
+        client = RegistryClient(f"127.0.0.1:{loop.port}", **NO_WAIT)  # type: ignore[arg-type]
+        with pytest.raises(RegistryProtocolError, match="redirected"):
+            client.fetch_blob("a", blob(10)[1], 10, io.BytesIO())
+        assert len(loop.authorizations) <= 1 + 1 + 5  # the TLS probe fails before HTTP
+    finally:
+        loop.close()
