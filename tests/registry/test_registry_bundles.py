@@ -402,3 +402,36 @@ def test_load_from_a_registry_pulls_for_this_machine_and_reuses_the_pull(
         rtxpack.load(ref, fallback="onnxruntime").close()
     # the second load asked only for the manifest (the tag may have moved), nothing else
     assert [r[0] for r in registry.requests(mark) if "/v2/fleet" in r[1]] == ["GET"]
+
+
+def test_files_and_section_kinds_pull_does_not_select_on_always_come(
+    registry: RegistryServer, onnx_mlp: Path, tmp_path: Path
+) -> None:
+    """User files, and kinds this rtxpack does not select on (a signature added by a later
+    version, say), are pushed and always pulled, whatever the target."""
+    from conftest import MLP_SHAPES
+
+    from rtxpack._format.container import BundleWriter, atomic_output, open_bundle_file
+
+    plain = tmp_path / "plain.rtxpack"
+    rtxpack.save(onnx_mlp, plain, shapes=MLP_SHAPES, files={"labels.txt": b"cat\ndog\n"})
+    rtxpack.add_cache(plain, cache_blob(1), env(*GPUS[0]))
+    signed = tmp_path / "signed.rtxpack"
+    bf = open_bundle_file(plain)
+    try:
+        with atomic_output(signed) as out:
+            writer = BundleWriter(out)
+            index = writer.copy_all(bf)
+            writer.add_bytes("signature", "main", b"\x01signature bytes", "stored")
+            writer.finish(bf.manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        bf.close()
+    ref = registry.ref("fleet/signed:1")
+    push(signed, ref)
+    out = tmp_path / "device.rtxpack"
+    pull(ref, out, target=target(*GPUS[2]))  # no cache fits this GPU; no source asked for
+    with rtxpack.open(out) as bundle:
+        bundle.verify()
+        kinds = sorted(s.kind for s in bundle.manifest.sections)
+        assert kinds == ["engine", "file", "signature"]
+        assert bundle.read_file("labels.txt") == b"cat\ndog\n"
