@@ -407,8 +407,9 @@ def test_load_from_a_registry_pulls_for_this_machine_and_reuses_the_pull(
 def test_files_and_section_kinds_pull_does_not_select_on_always_come(
     registry: RegistryServer, onnx_mlp: Path, tmp_path: Path
 ) -> None:
-    """User files, and kinds this rtxpack does not select on (a signature added by a later
-    version, say), are pushed and always pulled, whatever the target."""
+    """User files, and kinds this rtxpack does not select on (signatures; kinds a later version
+    adds), are pushed and always pulled, whatever the target. (Real signatures through a registry:
+    tests/signing/test_signing_registry.py.)"""
     from conftest import MLP_SHAPES
 
     from rtxpack._format.container import BundleWriter, atomic_output, open_bundle_file
@@ -416,13 +417,13 @@ def test_files_and_section_kinds_pull_does_not_select_on_always_come(
     plain = tmp_path / "plain.rtxpack"
     rtxpack.save(onnx_mlp, plain, shapes=MLP_SHAPES, files={"labels.txt": b"cat\ndog\n"})
     rtxpack.add_cache(plain, cache_blob(1), env(*GPUS[0]))
-    signed = tmp_path / "signed.rtxpack"
+    signed = tmp_path / "future.rtxpack"
     bf = open_bundle_file(plain)
     try:
         with atomic_output(signed) as out:
             writer = BundleWriter(out)
             index = writer.copy_all(bf)
-            writer.add_bytes("signature", "main", b"\x01signature bytes", "stored")
+            writer.add_bytes("x_future_kind", "main", b"\x01from a later rtxpack", "stored")
             writer.finish(bf.manifest.renumbered(index, tuple(writer.sections)))
     finally:
         bf.close()
@@ -433,5 +434,5 @@ def test_files_and_section_kinds_pull_does_not_select_on_always_come(
     with rtxpack.open(out) as bundle:
         bundle.verify()
         kinds = sorted(s.kind for s in bundle.manifest.sections)
-        assert kinds == ["engine", "file", "signature"]
+        assert kinds == ["engine", "file", "x_future_kind"]
         assert bundle.read_file("labels.txt") == b"cat\ndog\n"
