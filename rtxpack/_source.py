@@ -1,0 +1,218 @@
+"""The model source of an engine: an ONNX graph and the external data files it references.
+
+A model above protobuf's 2 GB limit (and any torch export above 1536 MiB of weights) keeps its
+weights in external data files beside the graph; the graph names them by relative location.
+A bundle stores the graph in a ``source`` section and each data file in a ``source_data`` section
+named by its location (docs/format.md). Nothing is ever read through a location when a bundle is
+used: ``materialized`` writes the graph and the bundle's own data files into a new private
+temporary folder and checks that every location the graph names is one of them, so ONNX Runtime and
+TensorRT-RTX's parser find the bundle's bytes there and nothing else (not the current folder, not a
+file beside the bundle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ._errors import DamagedBundleError, InvalidArgumentError
+
+__all__ = [
+    "GRAPH_NAME",
+    "OnnxSource",
+    "check_location",
+    "external_locations",
+    "materialize",
+    "materialized",
+    "scan_onnx",
+]
+
+#: The graph's file name in a materialized folder.
+GRAPH_NAME = "model.onnx"
+_CHUNK = 8 * 1024 * 1024
+
+
+def check_location(location: str) -> str:
+    """An external-data location that stays inside its folder: a relative POSIX path of plain
+    names (no ``..``, no drive, no backslash), 1 to 256 printable characters. Returns it as is."""
+    parts = PurePosixPath(location).parts if isinstance(location, str) else ()
+    if (
+        not isinstance(location, str)
+        or not 1 <= len(location) <= 256
+        or not location.isprintable()
+        or "\\" in location
+        or ":" in location
+        or location.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or location.split("/") != list(parts)
+        or location == GRAPH_NAME
+    ):
+        raise ValueError(location)
+    return location
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph that may hold external data, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _attribute_tensors(node.attribute)
+
+
+def _attribute_tensors(attributes: Iterable[Any]) -> Iterator[Any]:
+    for attr in attributes:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        for sparse in attr.sparse_tensors:
+            yield sparse.values
+            yield sparse.indices
+        if attr.HasField("g"):
+            yield from _tensors(attr.g)
+        for g in attr.graphs:
+            yield from _tensors(g)
+
+
+def external_locations(model: Any) -> list[str]:
+    """The distinct external-data locations a ``ModelProto`` names, in first-use order (raw: not
+    checked)."""
+    import onnx
+
+    tensors = list(_tensors(model.graph))
+    for function in model.functions:
+        for node in function.node:
+            tensors.extend(_attribute_tensors(node.attribute))
+    out: dict[str, None] = {}
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            entries = {e.key: e.value for e in t.external_data}
+            out[entries.get("location", "")] = None
+    return list(out)
+
+
+@dataclass(frozen=True)
+class OnnxSource:
+    """An ONNX model on disk: its graph file, and ``(location, file)`` for each data file."""
+
+    graph: Path
+    data: tuple[tuple[str, Path], ...] = ()
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(p.stat().st_size for _, p in self.data)
+
+
+def _load_graph(path: Path) -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise InvalidArgumentError(
+            "an ONNX source needs the onnx package: pip install 'rtxpack[onnxruntime]'"
+        ) from None
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise InvalidArgumentError(f"{path} is not a readable ONNX model ({exc})") from None
+
+
+def scan_onnx(path: str | os.PathLike[str]) -> OnnxSource:
+    """The graph at ``path`` and the external data files it references (which must lie beside it,
+    inside its folder). Reads only the graph (``load_external_data=False``)."""
+    graph = Path(path)
+    locations = external_locations(_load_graph(graph))
+    data = []
+    for loc in locations:
+        try:
+            check_location(loc)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{graph} references external data at {loc!r}, outside the model's folder; "
+                "rtxpack stores only data files inside it (relative names without '..'): "
+                "re-save the model with its data beside it (onnx.save(..., "
+                "save_as_external_data=True, location='model.onnx.data'))"
+            ) from None
+        file = graph.parent / loc
+        if not file.is_file():
+            raise InvalidArgumentError(
+                f"{graph} keeps weights in the external data file {loc!r}, which is not at "
+                f"{file}; copy it beside the model (ONNX resolves data files relative to the "
+                "model's folder)"
+            )
+        data.append((loc, file))
+    return OnnxSource(graph, tuple(data))
+
+
+def _write_view(target: Path, view: Any) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    with os.fdopen(fd, "wb") as f:
+        for i in range(0, len(view), _CHUNK):
+            f.write(view[i : i + _CHUNK])
+
+
+def materialize(bundle: Any, info: Any) -> Path:
+    """The engine's ONNX source written from ``bundle`` (a ``Bundle``) into a new private
+    temporary folder (mode 0700); returns the graph's path. The caller removes
+    ``graph.parent`` (``materialized`` does it for a ``with`` block).
+
+    Every section is digest-checked as it is read; every location the graph names must be one of
+    the bundle's own data files, else ``DamagedBundleError`` (nothing outside the folder is read).
+    """
+    if info.source is None:
+        raise InvalidArgumentError(f"engine {info.name!r} carries no ONNX source")
+    sections = bundle.manifest.sections
+    folder = Path(tempfile.mkdtemp(prefix="rtxpack-source-"))
+    try:
+        graph = folder / GRAPH_NAME
+        _write_view(graph, bundle.read_section(info.source))
+        stored = set()
+        for index in info.source_data:
+            name = sections[index].name
+            try:
+                check_location(name)
+            except ValueError:
+                raise DamagedBundleError(
+                    f"engine {info.name!r}: source data section {name!r} is not a plain relative "
+                    "file name; the bundle is damaged or hostile"
+                ) from None
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            view = bundle.read_section(index)
+            try:
+                _write_view(target, view)
+            finally:
+                if isinstance(view, memoryview):
+                    view.release()
+            stored.add(name)
+        missing = [loc for loc in external_locations(_load_graph(graph)) if loc not in stored]
+        if missing:
+            raise DamagedBundleError(
+                f"engine {info.name!r}: its ONNX source references external data "
+                f"{', '.join(map(repr, missing[:3]))} that the bundle does not carry; rtxpack "
+                "reads nothing from outside a bundle — rebuild the bundle from the model "
+                "(`rtxpack build MODEL.onnx`, with the data files beside it)"
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return graph
+
+
+@contextlib.contextmanager
+def materialized(bundle: Any, info: Any) -> Iterator[Path]:
+    """``materialize`` for a ``with`` block: yields the graph's path, then removes the folder."""
+    graph = materialize(bundle, info)
+    try:
+        yield graph
+    finally:
+        shutil.rmtree(graph.parent, ignore_errors=True)
