@@ -11,6 +11,7 @@ shadow the builtin ``open`` or the ``inspect`` module.
 from typing import TYPE_CHECKING, Any
 
 from ._bundle import Bundle, inspect_bundle, open_bundle
+from ._build.options import BuildOptions, TilingLevel
 from ._caches.edit import add_cache, list_caches, remove_cache
 from ._caches.prewarm import prewarm
 from ._caches.selection import CachePlan
@@ -44,6 +45,7 @@ from ._exceptions import (
     RtxpackWarning,
     RuntimeCacheWarning,
     RuntimeFailure,
+    ShapeWarning,
     SignatureDroppedWarning,
     SignatureError,
     TensorMismatchError,
@@ -63,6 +65,7 @@ from ._format.manifest import (
 )
 from ._interop.epcontext import EpContextExport, EpContextLimits, export_epcontext, import_epcontext
 from ._interop.torch_tensorrt import import_torch_tensorrt
+from ._progress import Progress
 from ._save import EngineSpec, save
 from ._signing import PrivateKey, PublicKey, Signer, TrustPolicy, TrustReport, generate_key
 from ._signing.bundle import sign
@@ -76,6 +79,7 @@ __all__ = [
     "BackendError",
     "BlobIntegrityError",
     "BuildError",
+    "BuildOptions",
     "Bundle",
     "BundleFormatError",
     "BundleNotFoundError",
@@ -107,6 +111,7 @@ __all__ = [
     "OnnxRuntimeModule",
     "OutputError",
     "PrivateKey",
+    "Progress",
     "PublicKey",
     "PullResult",
     "PushResult",
@@ -122,6 +127,7 @@ __all__ = [
     "RuntimeFailure",
     "RuntimeStrategy",
     "ShapeRange",
+    "ShapeWarning",
     "SignatureDroppedWarning",
     "SignatureError",
     "Signer",
@@ -129,6 +135,7 @@ __all__ = [
     "TensorMismatchError",
     "TensorRTModule",
     "TensorSpec",
+    "TilingLevel",
     "TrustPolicy",
     "TrustReport",
     "UnsupportedVersionError",

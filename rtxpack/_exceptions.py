@@ -35,6 +35,7 @@ Warnings (filter them all with ``warnings.simplefilter(..., rtxpack.RtxpackWarni
     └── RtxpackWarning
         ├── FallbackWarning ..... a load runs the ONNX source with ONNX Runtime instead
         ├── RebuildWarning ...... a load rebuilds an engine from its source for this machine
+        ├── ShapeWarning ........ save froze a torch module's example shapes (no shapes= given)
         ├── RuntimeCacheWarning . a runtime cache was unusable, rejected or not written
         ├── UntrustedCacheWarning a trust policy dropped a runtime cache it does not trust
         ├── SignatureDroppedWarning a rewrite dropped a signature that no longer holds
@@ -73,6 +74,7 @@ __all__ = [
     "RegistryError",
     "RegistryNotFoundError",
     "RegistryProtocolError",
+    "ShapeWarning",
     "RtxpackError",
     "RtxpackWarning",
     "RuntimeCacheWarning",
@@ -277,6 +279,11 @@ class FallbackWarning(RtxpackWarning):
 
 class RebuildWarning(RtxpackWarning):
     """``load(..., rebuild=True)`` rebuilt an engine from the bundle's source for this machine."""
+
+
+class ShapeWarning(RtxpackWarning):
+    """``save`` built a torch module for exactly its example shapes because no ``shapes`` were
+    given; pass ``shapes={name: (min, opt, max)}`` for an engine that takes other sizes."""
 
 
 class RuntimeCacheWarning(RtxpackWarning):

@@ -21,13 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._errors import DamagedBundleError, InvalidArgumentError
+from ._exceptions import DamagedBundleError, InvalidArgumentError
 
 __all__ = [
     "GRAPH_NAME",
     "OnnxSource",
     "check_location",
+    "equal_dims",
     "external_locations",
+    "load_graph",
+    "load_graph_bytes",
     "materialize",
     "materialized",
     "scan_onnx",
@@ -101,12 +104,41 @@ def external_locations(model: Any) -> list[str]:
     return list(out)
 
 
+def equal_dims(model: Any, inputs: Iterable[str]) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """Groups of ``(input, dim)`` that share one symbolic dimension (``dim_param``) in a
+    ``ModelProto``: the model requires them to be equal (e.g. the batch of two inputs)."""
+    wanted = set(inputs)
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for value in model.graph.input:
+        if value.name not in wanted:
+            continue
+        for d, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param:
+                groups.setdefault(dim.dim_param, []).append((value.name, d))
+    return tuple(tuple(g) for g in groups.values() if len(g) >= 2)
+
+
+def load_graph(path: str | os.PathLike[str]) -> Any:
+    """The ``ModelProto`` at ``path`` without its external data."""
+    return _load_graph(Path(path))
+
+
+def load_graph_bytes(data: bytes) -> Any:
+    """The ``ModelProto`` of serialized graph bytes (a small graph whose weights are external)."""
+    import onnx
+
+    return onnx.load_from_string(data)
+
+
 @dataclass(frozen=True)
 class OnnxSource:
-    """An ONNX model on disk: its graph file, and ``(location, file)`` for each data file."""
+    """An ONNX model on disk: its graph file, ``(location, file)`` for each data file, its
+    input names (initializers excluded) and the groups of input dims it requires equal."""
 
     graph: Path
     data: tuple[tuple[str, Path], ...] = ()
+    inputs: tuple[str, ...] = ()
+    equal_dims: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     @property
     def data_bytes(self) -> int:
@@ -130,7 +162,10 @@ def scan_onnx(path: str | os.PathLike[str]) -> OnnxSource:
     """The graph at ``path`` and the external data files it references (which must lie beside it,
     inside its folder). Reads only the graph (``load_external_data=False``)."""
     graph = Path(path)
-    locations = external_locations(_load_graph(graph))
+    model = _load_graph(graph)
+    weights = {t.name for t in model.graph.initializer}
+    inputs = tuple(v.name for v in model.graph.input if v.name not in weights)
+    locations = external_locations(model)
     data = []
     for loc in locations:
         try:
@@ -150,7 +185,7 @@ def scan_onnx(path: str | os.PathLike[str]) -> OnnxSource:
                 "model's folder)"
             )
         data.append((loc, file))
-    return OnnxSource(graph, tuple(data))
+    return OnnxSource(graph, tuple(data), inputs, equal_dims(model, inputs))
 
 
 def _write_view(target: Path, view: Any) -> None:

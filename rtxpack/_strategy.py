@@ -64,8 +64,22 @@ class RuntimeStrategy:
     )
     cuda_graph_strategy: CudaGraphStrategy = CudaGraphStrategy.DISABLED
     execution_context_allocation_strategy: AllocationStrategy = AllocationStrategy.STATIC
+    #: For engines built with weight streaming (``BuildOptions(weight_streaming=True)``): how many
+    #: bytes of weights stay on the GPU (``ICudaEngine.weight_streaming_budget_v2``), ``"auto"``
+    #: for TensorRT-RTX's automatic budget, or None to leave TensorRT-RTX's default (all weights).
+    weight_streaming_budget: int | str | None = None
 
     def __post_init__(self) -> None:
+        budget = self.weight_streaming_budget
+        if isinstance(budget, str) and budget.lower() == "auto":
+            object.__setattr__(self, "weight_streaming_budget", "auto")
+        elif budget is not None and (
+            not isinstance(budget, int) or isinstance(budget, bool) or not 0 <= budget <= 2**50
+        ):
+            raise InvalidArgumentError(
+                f"weight_streaming_budget: got {budget!r}, expected None, 'auto' or a number of "
+                "bytes (0 or more)"
+            )
         for f, enum_type in (
             ("dynamic_shapes_kernel_specialization_strategy", DynamicShapesStrategy),
             ("cuda_graph_strategy", CudaGraphStrategy),
@@ -73,8 +87,14 @@ class RuntimeStrategy:
         ):
             object.__setattr__(self, f, _coerce(enum_type, getattr(self, f), f))
 
-    def to_dict(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name).value for f in fields(self)}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name).value
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), enum.Enum)
+        }
+        out["weight_streaming_budget"] = self.weight_streaming_budget
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> RuntimeStrategy:

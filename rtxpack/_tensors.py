@@ -13,7 +13,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ._errors import DamagedBundleError, InvalidArgumentError
+from ._exceptions import DamagedBundleError, InvalidArgumentError
 
 __all__ = ["BFLOAT16", "decode", "encode", "to_numpy", "to_torch"]
 
@@ -48,7 +48,9 @@ def to_numpy(value: Any, what: str) -> np.ndarray:
         try:
             value = t.numpy()
         except TypeError as exc:
-            raise InvalidArgumentError(f"{what}: dtype {t.dtype} cannot be stored ({exc})") from None
+            raise InvalidArgumentError(
+                f"{what}: dtype {t.dtype} cannot be stored ({exc})"
+            ) from None
     arr = np.ascontiguousarray(value)
     if arr.dtype == object or arr.dtype not in _DTYPES.values():
         raise InvalidArgumentError(

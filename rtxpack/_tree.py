@@ -89,9 +89,9 @@ def from_spec(spec: Any) -> Any:
         if s.type is tuple or hasattr(s.type, "_fields"):  # a named tuple stays a tuple
             return {"tuple": kids}
         keys = s.context
-        if isinstance(keys, (list, tuple)) and len(keys) == len(kids):
-            if all(isinstance(k, str) for k in keys):  # dict, OrderedDict, ModelOutput-like
-                return {"dict": [[k, v] for k, v in zip(keys, kids)]}
+        plain_keys = isinstance(keys, (list, tuple)) and all(isinstance(k, str) for k in keys)
+        if plain_keys and len(keys) == len(kids):  # dict, OrderedDict, ModelOutput-like
+            return {"dict": [[k, v] for k, v in zip(keys, kids)]}
         if s.type is dict:
             raise TreeError("dict keys are not all strings")
         return {"tuple": kids}

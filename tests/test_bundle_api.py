@@ -151,6 +151,7 @@ def test_save_from_torch_module(tmp_path: Path) -> None:
         "dynamic_shapes_kernel_specialization_strategy": "eager",
         "cuda_graph_strategy": "whole_graph_capture",
         "execution_context_allocation_strategy": "on_profile_change",
+        "weight_streaming_budget": None,
     }
 
 

@@ -7,22 +7,22 @@ header tells the TensorRT-RTX version and targets, ``header.sniff_engine_header`
 
 from __future__ import annotations
 
-import inspect
 import os
 import platform
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import BuildError, InvalidArgumentError
 from .._facts import SUPPORTED_CCS, TRT_DTYPES
-from .header import sniff_engine_header
 from .._format.manifest import EngineInfo, ShapeRange, TensorSpec
+from .._progress import Progress, as_progress, trt_logger, trt_progress_monitor
 from .._strategy import RuntimeStrategy
+from .header import sniff_engine_header
+from .options import BuildOptions, build_platform
+from .weights import SplitModel
 
 __all__ = [
     "BuiltEngine",
@@ -111,7 +111,9 @@ def normalize_shapes(
 
 @dataclass(frozen=True)
 class BuiltEngine:
-    data: bytes
+    """A built engine: ``data`` is TensorRT-RTX's serialized plan (its own buffer, not copied)."""
+
+    data: bytes | memoryview
     trt_version: str
     compute_capabilities: tuple[str, ...]
     hardware_portable: bool
@@ -119,6 +121,7 @@ class BuiltEngine:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     profiles: tuple[dict[str, ShapeRange], ...]
+    options: BuildOptions = field(default_factory=BuildOptions)
 
     def info(
         self, name: str, strategy: RuntimeStrategy, source_digest: str | None = None
@@ -136,6 +139,7 @@ class BuiltEngine:
             profiles=self.profiles,
             strategy=strategy,
             source_digest=source_digest,
+            build_options=self.options,
         )
 
 
@@ -151,53 +155,44 @@ def trt_module() -> Any:
 
 
 class _Logger:
-    """Collects TensorRT-RTX errors so that a failure message can quote them."""
+    """TensorRT-RTX's log, on the ``rtxpack.tensorrt_rtx`` logger; errors are kept so that a
+    failure message can quote them."""
 
     def __init__(self, trt: Any) -> None:
         self.messages: list[str] = []
-        parent = self
-
-        class Logger(trt.ILogger):  # type: ignore[misc]
-            def log(self, severity: Any, msg: str) -> None:
-                if severity <= trt.ILogger.Severity.ERROR:
-                    parent.messages.append(msg)
-
-        self.trt_logger = Logger()
-
-
-def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
-    class Progress(trt.IProgressMonitor):  # type: ignore[misc]
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-            self._start = time.monotonic()
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            if parent_phase is None:
-                report(f"[{time.monotonic() - self._start:6.1f}s] {phase_name}")
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            return True
-
-        def phase_finish(self, phase_name: str) -> None:
-            pass
-
-    return Progress()
+        self.trt_logger = trt_logger(trt, self.messages)
 
 
 def build_onnx(
-    onnx_model: Path | bytes,
+    onnx_model: Path | bytes | SplitModel,
     *,
     shapes: ShapeArg | Sequence[ShapeArg] | None = None,
     compute_capabilities: Sequence[str | float] | None = None,
-    progress: Callable[[str], None] | None = None,
+    options: BuildOptions | None = None,
+    platform: str | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> BuiltEngine:
-    """Parse an ONNX model with TensorRT-RTX and build a portable engine, CPU-only."""
+    """Parse an ONNX model with TensorRT-RTX and build a portable engine, CPU-only.
+
+    ``onnx_model`` is a file (external data files beside it are read by TensorRT-RTX from its
+    folder), the bytes of a self-contained model, or a ``SplitModel`` (an exported torch module:
+    the parser gets its weights' memory, no file is read). ``platform`` is None (this machine's)
+    or ``"windows"``.
+    """
     trt = trt_module()
     log = _Logger(trt)
     builder = trt.Builder(log.trt_logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, log.trt_logger)
-    if isinstance(onnx_model, (bytes, bytearray, memoryview)):
+    if isinstance(onnx_model, SplitModel):
+        ok = parser.load_model_proto(onnx_model.graph)
+        if ok:
+            try:
+                onnx_model.load_into(parser)
+            except RuntimeError:
+                ok = False
+            ok = ok and parser.parse_model_proto()
+    elif isinstance(onnx_model, (bytes, bytearray, memoryview)):
         ok = parser.parse(bytes(onnx_model))
     else:
         ok = parser.parse_from_file(os.fspath(onnx_model))
@@ -214,6 +209,8 @@ def build_onnx(
         log,
         shapes=shapes,
         compute_capabilities=compute_capabilities,
+        options=options,
+        platform=platform,
         progress=progress,
     )
 
@@ -226,10 +223,14 @@ def build_network(
     *,
     shapes: ShapeArg | Sequence[ShapeArg] | None = None,
     compute_capabilities: Sequence[str | float] | None = None,
-    progress: Callable[[str], None] | None = None,
+    options: BuildOptions | None = None,
+    platform: str | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> BuiltEngine:
-    """Build a TensorRT-RTX network definition with the given profiles and targets."""
+    """Build a TensorRT-RTX network definition with the given profiles, targets and options."""
     ccs = parse_compute_capabilities(compute_capabilities)
+    options = options or BuildOptions()
+    platform_tag, runtime_platform = build_platform(platform, current_platform())
     profiles = normalize_shapes(shapes)
     inputs = tuple(
         TensorSpec(t.name, trt_dtype_name(t.dtype), tuple(t.shape))
@@ -287,25 +288,29 @@ def build_network(
         config.num_compute_capabilities = len(ccs)
         for i, cc in enumerate(ccs):
             config.set_compute_capability(getattr(trt.ComputeCapability, SUPPORTED_CCS[cc]), i)
-    if progress is not None:
-        config.progress_monitor = _progress_monitor(trt, progress)
+    options.apply(trt, config)
+    if runtime_platform is not None:
+        config.runtime_platform = getattr(trt.RuntimePlatform, runtime_platform)
+    monitor = as_progress(progress)
+    config.progress_monitor = trt_progress_monitor(trt, monitor)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BuildError(
             "TensorRT-RTX failed to build the engine: "
             + ("; ".join(log.messages[-5:]) or "no reason given")
         )
-    data = bytes(serialized)
-    header = sniff_engine_header(data)
+    data = memoryview(serialized)  # the plan stays in TensorRT-RTX's buffer: no copy
+    header = sniff_engine_header(data[:64])
     return BuiltEngine(
         data=data,
         trt_version=trt.__version__,
         compute_capabilities=ccs or (header.compute_capabilities if header else ()),
         hardware_portable=header.hardware_portable if header else ccs is None,
-        platform=current_platform(),
+        platform=platform_tag,
         inputs=inputs,
         outputs=outputs,
         profiles=tuple(full_profiles),
+        options=options,
     )
 
 

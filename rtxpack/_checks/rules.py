@@ -240,11 +240,16 @@ def check_platform(run: Run, info: EngineInfo) -> None:
     engine_os, engine_arch = _os_of(info.platform), _arch_of(info.platform)
     if engine_os is None:
         if t.os is not None or t.platform is not None:
+            why = (
+                "was packed from engine bytes, which do not say which platform it was built "
+                "for (a Windows and a Linux plan can be byte-identical)"
+                if info.platform == "unknown"
+                else f"records platform {info.platform!r}, which rtxpack does not know"
+            )
             run.add(
                 "platform.unknown",
                 "info",
-                f"engine {name!r}: records platform {info.platform!r}, which rtxpack does not "
-                "know; it was not checked",
+                f"engine {name!r} {why}; its platform was not checked",
                 name,
             )
         return

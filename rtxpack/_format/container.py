@@ -22,7 +22,7 @@ import stat
 import struct
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -97,6 +97,15 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     h = _hasher()
     h.update(data)
     return "blake3:" + str(h.hexdigest())
+
+
+def digest_file(path: Path) -> str:
+    """``digest`` of a file's bytes, read in bounded chunks."""
+    h = _hasher()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return "blake3:" + h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,10 +423,10 @@ class BundleWriter:
         )
 
     def add_chunks(
-        self, kind: str, name: str, chunks: Iterator[bytes | memoryview], codec: str = "stored"
+        self, kind: str, name: str, chunks: Iterable[bytes | memoryview], codec: str = "stored"
     ) -> int:
-        """Add a section from an iterator of chunks (e.g. a file already opened and checked)."""
-        return self._add(kind, name, codec, chunks)
+        """Add a section from a stream of chunks (e.g. a model's weights, tensor by tensor)."""
+        return self._add(kind, name, codec, iter(chunks))
 
     def add_path(self, kind: str, name: str, src: Path, codec: str = "stored") -> int:
         """Add a section streamed from a file (never held in memory whole); returns its index."""

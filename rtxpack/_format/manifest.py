@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import _tree
+from .._build.options import BuildOptions
 from .._exceptions import DamagedBundleError
 from .._strategy import RuntimeStrategy
 from .._text import is_printable
@@ -31,8 +33,9 @@ __all__ = [
 ]
 
 #: Section kinds. ``file`` is a user file; ``signature`` a DSSE envelope (format 1.1,
-#: docs/signing.md); readers skip kinds they do not know.
-SECTION_KINDS = ("engine", "runtime_cache", "source", "samples", "file", "signature")
+#: docs/signing.md); ``source_data`` (1.1) one external data file of an engine's ONNX source,
+#: named by its location; readers skip kinds they do not know.
+SECTION_KINDS = ("engine", "runtime_cache", "source", "source_data", "samples", "file", "signature")
 CODECS = ("stored", "zstd")
 #: Tensor element types, named as numpy/torch name them (TensorRT-RTX's DataType in parentheses):
 #: float32 (FLOAT), float16 (HALF), bfloat16 (BF16), int8, int32, int64, bool, uint8,
@@ -226,6 +229,22 @@ def _check_profiles(
                 )
 
 
+def _equal_group(
+    value: Any, where: str, inputs: tuple[TensorSpec, ...], limits: Limits
+) -> tuple[tuple[str, int], ...]:
+    """One ``equal_dims`` group: at least two ``[input name, dim]`` pairs of dynamic dims."""
+    ranks = {t.name: len(t.shape) for t in inputs}
+    pairs = _list(value, where, limits.max_io_tensors * limits.max_rank)
+    out = []
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] in ranks):
+            raise _fail(f"{where}[{i}]", pair, "[the name of an input, a dimension]")
+        out.append((pair[0], _int(pair[1], f"{where}[{i}][1]", 0, ranks[pair[0]] - 1)))
+    if len(out) < 2 or len(set(out)) != len(out):
+        raise _fail(where, pairs, "two or more distinct [input, dim] pairs")
+    return tuple(out)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -370,6 +389,14 @@ class EngineInfo:
     source: int | None = None  # index of a "source" section (ONNX), if included
     source_digest: str | None = None  # digest of the model source, even if not included
     samples: int | None = None  # index of a "samples" section (safetensors), if included
+    #: (format 1.1) indices of the ``source_data`` sections: the source's external data files
+    source_data: tuple[int, ...] = ()
+    #: (1.1) what the model's forward returned, as plain data (rtxpack/_tree.py); None: flat
+    output_tree: Any = None
+    #: (1.1) the builder options it was built with; None when unknown (packed, imported engines)
+    build_options: BuildOptions | None = None
+    #: (1.1) groups of (input, dim) that the model requires to be equal (one symbolic dimension)
+    equal_dims: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -386,6 +413,10 @@ class EngineInfo:
             "source": self.source,
             "source_digest": self.source_digest,
             "samples": self.samples,
+            "source_data": list(self.source_data),
+            "output_tree": self.output_tree,
+            "build_options": None if self.build_options is None else self.build_options.to_dict(),
+            "equal_dims": [[[n, d] for n, d in group] for group in self.equal_dims],
         }
 
     @classmethod
@@ -430,6 +461,31 @@ class EngineInfo:
             raise _fail(f"{where}.strategy", raw_strategy, str(exc)) from None
         source = d.get("source")
         samples = d.get("samples")
+        data_refs = _list(d.get("source_data", []), f"{where}.source_data", limits.max_sections)
+        source_data = tuple(
+            _section_ref(v, f"{where}.source_data[{i}]", sections, "source_data")
+            for i, v in enumerate(data_refs)
+        )
+        if source_data and source is None:
+            raise _fail(f"{where}.source_data", data_refs, "no data files without a source")
+        outputs_count = len(outputs)
+        tree = d.get("output_tree")
+        if tree is not None:
+            try:
+                _tree.check(tree, outputs_count)
+            except _tree.TreeError as exc:
+                raise _fail(f"{where}.output_tree", tree, str(exc)) from None
+        raw_options = d.get("build_options")
+        try:
+            build_options = None if raw_options is None else BuildOptions.from_dict(raw_options)
+        except Exception as exc:  # InvalidArgumentError from the checks
+            raise _fail(f"{where}.build_options", raw_options, str(exc)) from None
+        equal_dims = tuple(
+            _equal_group(g, f"{where}.equal_dims[{i}]", inputs, limits)
+            for i, g in enumerate(
+                _list(d.get("equal_dims", []), f"{where}.equal_dims", limits.max_io_tensors)
+            )
+        )
         source_digest = d.get("source_digest")
         return cls(
             name=_name(_req(d, "name", where), f"{where}.name", limits),
@@ -462,6 +518,10 @@ class EngineInfo:
             samples=None
             if samples is None
             else _section_ref(samples, f"{where}.samples", sections, "samples"),
+            source_data=source_data,
+            output_tree=tree,
+            build_options=build_options,
+            equal_dims=equal_dims,
         )
 
 
@@ -667,7 +727,13 @@ class Manifest:
             self,
             sections=sections,
             engines=tuple(
-                replace(e, section=index[e.section], source=opt(e.source), samples=opt(e.samples))
+                replace(
+                    e,
+                    section=index[e.section],
+                    source=opt(e.source),
+                    samples=opt(e.samples),
+                    source_data=tuple(index[i] for i in e.source_data if i in index),
+                )
                 for e in self.engines
             ),
             caches=tuple(
@@ -690,6 +756,7 @@ class Manifest:
         used: list[int] = []
         for e in self.engines:
             used += [e.section] + [s for s in (e.source, e.samples) if s is not None]
+            used += list(e.source_data)
         used += [c.section for c in self.caches] + list(self.files.values())
         if len(set(used)) != len(used):
             raise _fail("sections", sorted(used), "each section referenced at most once")

@@ -7,7 +7,6 @@ steps when the phase has a known number, else a spinner; messages print above th
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import Any
 
 from .._progress import Progress
@@ -23,10 +22,12 @@ class TerminalProgress(Progress):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress as RichProgress,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
+        )
+        from rich.progress import (
+            Progress as RichProgress,
         )
 
         self.console = console or Console(stderr=True)
@@ -46,9 +47,7 @@ class TerminalProgress(Progress):
         self._bars.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._bars.stop()
 
     def message(self, text: str) -> None:

@@ -90,6 +90,7 @@ def test_golden_v1_0_is_unchanged_and_reads_forever() -> None:
             "dynamic_shapes_kernel_specialization_strategy": "eager",
             "cuda_graph_strategy": "whole_graph_capture",
             "execution_context_allocation_strategy": "on_profile_change",
+            "weight_streaming_budget": None,
         }
         assert dict(m.metadata) == {"team": "vision", "golden": "format 1.0"}
         assert b.read_file("labels.txt") == b"cat\ndog\n"

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from rtxpack._backends.upcast import has_bfloat16, upcast_bfloat16  # noqa: E402
+from rtxpack._backends.session import has_bfloat16, upcast_bfloat16  # noqa: E402
 
 
 class Net(torch.nn.Module):

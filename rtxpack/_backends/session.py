@@ -1,4 +1,4 @@
-"""A float32 copy of a bfloat16 ONNX model, for ONNX Runtime on the CPU.
+"""ONNX Runtime sessions on a model source (no torch needed), and the float32 copy of a bf16 model.
 
 ONNX Runtime's CPU provider has no bfloat16 kernels for most operators (MatMul, Gemm, Conv...), so
 the fallback runs a copy where every bfloat16 tensor type, initializer, constant and cast target is
@@ -8,10 +8,17 @@ to bf16's precision, not bit for bit (``_samples.TOLERANCES`` has a bf16 toleran
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["has_bfloat16", "upcast_bfloat16"]
+import numpy as np
+
+from .._exceptions import BackendError
+from .._tensors import BFLOAT16
+
+__all__ = ["has_bfloat16", "open_session", "run_onnx", "upcast_bfloat16"]
 
 #: Attributes that name an element type (Cast.to, RandomNormal.dtype, EyeLike.dtype, ...).
 _TYPE_ATTRIBUTES = ("to", "dtype", "output_dtype")
@@ -81,3 +88,51 @@ def upcast_bfloat16(graph_path: Path, out_path: Path) -> None:
                     node.attributes[name] = ir.AttrTensor(name, f32_tensor(attr.value, None))
     external = f"{out_path.name}.data" if total > _INLINE_LIMIT else None
     ir.save(model, str(out_path), external_data=external)
+
+
+def onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendError(
+            "running an ONNX source needs onnxruntime: pip install 'rtxpack[onnxruntime]' "
+            "(or onnxruntime-gpu)"
+        ) from None
+    return onnxruntime
+
+
+def open_session(graph: Path, providers: Sequence[Any], workdir: Path) -> tuple[Any, bool]:
+    """An ONNX Runtime session on the model at ``graph``, and whether it runs a float32 copy
+    (written into ``workdir``) because the model is bf16 and only the CPU provider is used."""
+    ort = onnxruntime()
+    upcast = has_bfloat16(graph) and all(
+        (p if isinstance(p, str) else p[0]) == "CPUExecutionProvider" for p in providers
+    )
+    path = graph
+    if upcast:
+        path = workdir / "model.f32.onnx"
+        upcast_bfloat16(graph, path)
+    return ort.InferenceSession(str(path), providers=list(providers)), upcast
+
+
+def run_onnx(
+    graph: Path, feeds: Mapping[str, np.ndarray], output_dtypes: Mapping[str, str]
+) -> dict[str, np.ndarray]:
+    """Run the model at ``graph`` once on the CPU; outputs by name, in ``output_dtypes``' dtypes
+    (a bf16 model runs as its float32 copy; its outputs are rounded back to bf16)."""
+    with tempfile.TemporaryDirectory(prefix="rtxpack-ort-") as tmp:
+        session, upcast = open_session(graph, ["CPUExecutionProvider"], Path(tmp))
+        inputs = {
+            k: v.astype(np.float32) if upcast and v.dtype == BFLOAT16 else v
+            for k, v in feeds.items()
+        }
+        names = [o.name for o in session.get_outputs()]
+        results = session.run(names, inputs)
+        del session
+    out = {}
+    for name, value in zip(names, results):
+        arr = np.asarray(value)
+        if upcast and output_dtypes.get(name) == "bfloat16":
+            arr = arr.astype(BFLOAT16)
+        out[name] = arr
+    return out
