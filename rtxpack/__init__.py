@@ -10,8 +10,8 @@ shadow the builtin ``open`` or the ``inspect`` module.
 
 from typing import TYPE_CHECKING, Any
 
-from ._bundle import Bundle, inspect_bundle, open_bundle
 from ._build.options import BuildOptions, TilingLevel
+from ._bundle import Bundle, inspect_bundle, open_bundle
 from ._caches.edit import add_cache, list_caches, remove_cache
 from ._caches.prewarm import prewarm
 from ._caches.selection import CachePlan

@@ -125,21 +125,20 @@ class Bundle:
         return None if info.source is None else bytes(self.read_section(info.source))
 
     def read_samples(self, name: str | None = None) -> dict[str, dict[str, Any]] | None:
-        """``{"inputs": {name: array}, "outputs": {name: array}}``, or None."""
+        """``{"inputs": {name: array}, "outputs": {name: array}}``, or None. bfloat16 samples come
+        back as ``ml_dtypes.bfloat16`` arrays (numpy has no bf16 of its own)."""
         info = self.manifest.engine(name)
         if info.samples is None:
             return None
-        import safetensors.numpy
-
         from ._exceptions import DamagedBundleError
+        from ._tensors import decode
 
         try:
-            tensors = safetensors.numpy.load(bytes(self.read_section(info.samples)))
-        except Exception as exc:
-            raise DamagedBundleError(
-                f"the samples of engine {info.name!r} are not valid safetensors ({exc})",
-                path=self.path,
-            ) from None
+            tensors = decode(
+                self.read_section(info.samples), f"the samples of engine {info.name!r}"
+            )
+        except DamagedBundleError as exc:
+            raise DamagedBundleError(str(exc), path=self.path) from None
         out: dict[str, dict[str, Any]] = {"inputs": {}, "outputs": {}}
         for key, value in tensors.items():
             group, _, tname = key.partition("/")

@@ -22,6 +22,7 @@ from ._exceptions import (
     RuntimeCacheWarning,
 )
 from ._format.manifest import EngineInfo
+from ._source import materialize
 from ._strategy import RuntimeStrategy
 
 __all__ = ["load", "resolve_strategy"]
@@ -230,11 +231,14 @@ def _fall_back(
     if dev.type == "cuda" and not onnxruntime.cuda_provider_available():
         ort_device = torch.device("cpu")
         note = " ONNX Runtime runs on the CPU here (no CUDAExecutionProvider): pass CPU tensors."
+    graph = materialize(bundle, info)  # from the bundle alone, into a private folder
     module = onnxruntime.OnnxRuntimeModule(
-        bundle.read_source(info.name) or b"",
+        graph,
         name=info.name,
         signature=Signature.from_engine_info(info),
         device=ort_device,
+        output_tree=info.output_tree,
+        workdir=graph.parent,
     )
     warnings.warn(
         f"rtxpack: running {where} with ONNX Runtime instead of TensorRT-RTX: {reason}.{note}",
@@ -286,6 +290,7 @@ def _load_tensorrt(
             persist_path=persist,
             use_cache=runtime_cache is not None,
             device=dev,
+            output_tree=info.output_tree,
         )
     finally:
         # TensorRT-RTX copies what it needs while deserializing; let the bundle's map close.

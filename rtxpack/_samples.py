@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _bundle
 from ._exceptions import InvalidArgumentError
+from ._tensors import BFLOAT16, to_numpy, to_torch
 
 __all__ = ["TOLERANCES", "OutputCheck", "SampleRun", "run_samples"]
 
@@ -27,13 +28,15 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray) -> tuple[bool, str]:
     if got.shape != want.shape:
         return False, f"FAIL  {name}: shape {list(got.shape)}, stored output has {list(want.shape)}"
     rtol, atol = TOLERANCES.get(str(want.dtype), (0.0, 0.0))
+    # bf16 (ml_dtypes) and the other floats compare in float64; numpy's own helpers do not all
+    # know ml_dtypes' bfloat16.
+    floating = want.dtype.kind in "fc" or want.dtype == BFLOAT16
+    got64, want64 = got.astype(np.float64), want.astype(np.float64)
     if want.size == 0:
         return True, f"OK    {name}  {want.dtype}[{shape}]  empty"
-    nan_mismatch = (
-        int(np.count_nonzero(np.isnan(got) != np.isnan(want))) if want.dtype.kind in "fc" else 0
-    )
-    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    ok = bool(np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True))
+    nan_mismatch = int(np.count_nonzero(np.isnan(got64) != np.isnan(want64))) if floating else 0
+    diff = np.abs(got64 - want64)
+    ok = bool(np.allclose(got64, want64, rtol=rtol, atol=atol, equal_nan=True))
     finite = diff[~np.isnan(diff)]
     worst = f"max abs diff {float(finite.max()) if finite.size else 0.0:.3g}"
     if nan_mismatch:
@@ -96,7 +99,6 @@ def run_samples(
     (or ``device="cpu"``), the bundle's ONNX source runs with ONNX Runtime instead, and a note
     says so. Prints nothing: the result says what happened (``SampleRun.lines``).
     """
-    import torch
 
     from ._exceptions import FallbackWarning
     from ._loader import load
@@ -135,7 +137,7 @@ def run_samples(
         notes.append(
             f"running the samples of engine {info.name!r} with {backend} on {module.device}"
         )
-        feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples["inputs"].items()}
+        feeds = {k: to_torch(v) for k, v in samples["inputs"].items()}
         feeds = {k: v.to(module.device) for k, v in feeds.items()}
         result = module(**feeds, return_dict=True)
         for name, want in samples["outputs"].items():
@@ -144,7 +146,7 @@ def run_samples(
                     OutputCheck(name, False, f"FAIL  {name}: the engine has no such output")
                 )
                 continue
-            got = result[name].detach().cpu().numpy()
+            got = to_numpy(result[name], f"output {name}")
             ok, line = _compare(name, got, want)
             checks.append(OutputCheck(name, ok, line))
     finally:

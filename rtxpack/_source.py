@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ._backends.external_data import external_data_locations, refuse_outside_data
 from ._exceptions import DamagedBundleError, InvalidArgumentError
 
 __all__ = [
@@ -60,48 +61,10 @@ def check_location(location: str) -> str:
     return location
 
 
-def _tensors(graph: Any) -> Iterator[Any]:
-    """Every TensorProto of a graph that may hold external data, subgraphs included."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _attribute_tensors(node.attribute)
-
-
-def _attribute_tensors(attributes: Iterable[Any]) -> Iterator[Any]:
-    for attr in attributes:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sparse in attr.sparse_tensors:
-            yield sparse.values
-            yield sparse.indices
-        if attr.HasField("g"):
-            yield from _tensors(attr.g)
-        for g in attr.graphs:
-            yield from _tensors(g)
-
-
 def external_locations(model: Any) -> list[str]:
     """The distinct external-data locations a ``ModelProto`` names, in first-use order (raw: not
     checked)."""
-    import onnx
-
-    tensors = list(_tensors(model.graph))
-    for function in model.functions:
-        for node in function.node:
-            tensors.extend(_attribute_tensors(node.attribute))
-    out: dict[str, None] = {}
-    for t in tensors:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            entries = {e.key: e.value for e in t.external_data}
-            out[entries.get("location", "")] = None
-    return list(out)
+    return list(dict.fromkeys(external_data_locations(model)))
 
 
 def equal_dims(model: Any, inputs: Iterable[str]) -> tuple[tuple[tuple[str, int], ...], ...]:
@@ -196,20 +159,29 @@ def _write_view(target: Path, view: Any) -> None:
 
 
 def materialize(bundle: Any, info: Any) -> Path:
-    """The engine's ONNX source written from ``bundle`` (a ``Bundle``) into a new private
+    """The engine's ONNX source written from ``bundle`` (a ``Bundle`` or an open container
+    ``BundleFile``) into a new private
     temporary folder (mode 0700); returns the graph's path. The caller removes
     ``graph.parent`` (``materialized`` does it for a ``with`` block).
 
     Every section is digest-checked as it is read; every location the graph names must be one of
-    the bundle's own data files, else ``DamagedBundleError`` (nothing outside the folder is read).
+    the bundle's own data files (``refuse_outside_data``), else ``DamagedBundleError``: nothing
+    outside the folder is read.
     """
     if info.source is None:
         raise InvalidArgumentError(f"engine {info.name!r} carries no ONNX source")
     sections = bundle.manifest.sections
+    if hasattr(bundle, "read_section"):  # a Bundle
+        read = bundle.read_section
+    else:  # a container.BundleFile
+
+        def read(index: int) -> Any:
+            return bundle.decode(sections[index])
+
     folder = Path(tempfile.mkdtemp(prefix="rtxpack-source-"))
     try:
         graph = folder / GRAPH_NAME
-        _write_view(graph, bundle.read_section(info.source))
+        _write_view(graph, read(info.source))
         stored = set()
         for index in info.source_data:
             name = sections[index].name
@@ -222,21 +194,16 @@ def materialize(bundle: Any, info: Any) -> Path:
                 ) from None
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            view = bundle.read_section(index)
+            view = read(index)
             try:
                 _write_view(target, view)
             finally:
                 if isinstance(view, memoryview):
                     view.release()
             stored.add(name)
-        missing = [loc for loc in external_locations(_load_graph(graph)) if loc not in stored]
-        if missing:
-            raise DamagedBundleError(
-                f"engine {info.name!r}: its ONNX source references external data "
-                f"{', '.join(map(repr, missing[:3]))} that the bundle does not carry; rtxpack "
-                "reads nothing from outside a bundle — rebuild the bundle from the model "
-                "(`rtxpack build MODEL.onnx`, with the data files beside it)"
-            )
+        refuse_outside_data(
+            graph.read_bytes(), what=f"the ONNX source of engine {info.name!r}", allowed=stored
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

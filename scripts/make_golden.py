@@ -1,4 +1,5 @@
-"""Write the golden bundles: tests/golden/v1.0/mlp.rtxpack and tests/golden/v1.1/.
+"""Write the golden bundles: tests/golden/v1.0/mlp.rtxpack and tests/golden/v1.1/ (mlp.rtxpack,
+signed, and models.rtxpack, issue 9's fields).
 
 Each was written when its format was current; the files are committed and must NEVER be
 regenerated or changed once their format is released: the tests check their exact digests, so
@@ -33,6 +34,47 @@ from rtxpack._format.manifest import CacheInfo, Environment  # noqa: E402
 
 #: The fake runtime cache blob (a real one needs a GPU); its bytes only need to survive.
 FAKE_CACHE = b"RTXPACK-GOLDEN-FAKE-RUNTIME-CACHE\x00" + bytes(range(256)) * 4
+
+
+def golden_1_1(out: Path) -> None:
+    """Format 1.1: what issue 9 added. Engine ``main`` from a torch module (two inputs whose
+    batch must match, a dict/tuple output, its ONNX source with an external data file, samples,
+    a Windows target, builder options, a weight-streaming budget); engine ``packed`` from raw
+    engine bytes (platform unknown)."""
+    import torch
+    from conftest import build_mlp_engine
+
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = torch.nn.Linear(16, 32)  # 2 KiB of weights: stored as external data
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, object]:
+            h = torch.relu(self.fc(x + y))
+            return {"sum": h.sum(dim=1), "parts": (h, h * 2)}
+
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(3, 16, generator=gen), torch.randn(3, 16, generator=gen)
+    batch = ((1, 16), (4, 16), (8, 16))
+    rtxpack.save(
+        {
+            "main": rtxpack.EngineSpec(
+                source=Pair(),
+                inputs=(x, y),
+                shapes={"x": batch, "y": batch},
+                compute_capabilities=["8.9"],
+                platform="windows",
+                build_options=rtxpack.BuildOptions(
+                    weight_streaming=True, tiling_optimization_level="fast", max_aux_streams=0
+                ),
+                strategy=rtxpack.RuntimeStrategy(weight_streaming_budget="auto"),
+            ),
+            "packed": rtxpack.EngineSpec(source=build_mlp_engine(ccs=("8.9",))),
+        },
+        out,
+        metadata={"golden": "format 1.1"},
+    )
 
 
 def main(out: Path) -> None:
@@ -105,6 +147,9 @@ def main_1_1(folder: Path) -> None:
     (folder / "builder.pub").write_bytes(builder.public_key.to_pem())
     (folder / "prewarm.pub").write_bytes(prewarm.public_key.to_pem())
     print(f"wrote {out} ({out.stat().st_size} bytes, {container.digest(out.read_bytes())})")
+    models = folder / "models.rtxpack"
+    golden_1_1(models)
+    print(f"wrote {models} ({models.stat().st_size} bytes, {container.digest(models.read_bytes())})")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,123 @@ def test_not_an_onnx_file_is_an_argument_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00garbage\xff" * 10)
     with pytest.raises(InvalidArgumentError, match="not a readable ONNX model"):
         _source.scan_onnx(bad)
+
+
+# -- end to end: stored inside the bundle, used from the bundle alone ---------------------------
+
+
+import numpy as np  # noqa: E402
+
+import rtxpack  # noqa: E402
+from rtxpack import DamagedBundleError  # noqa: E402
+from rtxpack._format import container  # noqa: E402
+
+MLP_SHAPES = {"x": ((1, 16), (4, 16), (8, 16))}
+
+
+def _reference(x: np.ndarray) -> np.ndarray:
+    from conftest import make_onnx_mlp
+
+    ort = pytest.importorskip("onnxruntime")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_onnx_mlp(Path(tmp) / "ref.onnx")
+        return ort.InferenceSession(str(path)).run(None, {"x": x})[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def external_bundle(tmp_path: Path) -> Path:
+    """A bundle built from an ONNX model whose weights are in two external data files; the
+    model's folder is deleted afterwards."""
+    import shutil
+
+    model = make_external_mlp(tmp_path / "model")
+    # for 8.9 only: a rebuild for 8.6 must then really rebuild
+    out = rtxpack.save(
+        model, tmp_path / "ext.rtxpack", shapes=MLP_SHAPES, compute_capabilities=["8.9"]
+    )
+    shutil.rmtree(tmp_path / "model")
+    return out
+
+
+def test_external_data_is_stored_inside_the_bundle(external_bundle: Path) -> None:
+    with rtxpack.open(external_bundle) as b:
+        info = b.manifest.engine()
+        data = {b.manifest.sections[i].name: b.manifest.sections[i] for i in info.source_data}
+        assert sorted(data) == ["B", "W"]
+        assert data["W"].size == 16 * 8 * 4 and data["W"].codec == "stored"
+        b.verify()
+
+
+def test_fallback_and_rebuild_read_nothing_but_the_bundle(
+    external_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoys named like the data files, in the current folder and beside the bundle, with
+    wrong (zero) weights of the right size: never read."""
+    for folder in (tmp_path / "elsewhere", external_bundle.parent):
+        folder.mkdir(exist_ok=True)
+        (folder / "W").write_bytes(bytes(16 * 8 * 4))
+        (folder / "B").write_bytes(bytes(8 * 4))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    x = np.random.default_rng(3).standard_normal((4, 16)).astype(np.float32)
+    torch = pytest.importorskip("torch")
+    with pytest.warns(rtxpack.FallbackWarning):
+        module = rtxpack.load(external_bundle, device="cpu", fallback="onnxruntime")
+    workdir = module._workdir
+    assert workdir is not None and workdir.is_dir() and workdir.parent != Path.cwd()
+    np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), _reference(x), rtol=1e-5)
+    module.close()
+    assert not workdir.exists()  # the private folder goes with the module
+    out = rtxpack.rebuild(external_bundle, tmp_path / "re.rtxpack", compute_capabilities=["8.6"])
+    with rtxpack.open(out) as b:
+        assert b.manifest.engine().compute_capabilities == ("8.6",)
+        assert len(b.manifest.engine().source_data) == 2
+
+
+def test_a_source_naming_data_the_bundle_lacks_is_refused(
+    external_bundle: Path, tmp_path: Path
+) -> None:
+    """A hostile bundle whose graph points outside it: refused before anything is read."""
+    with rtxpack.open(external_bundle) as b:
+        info = b.manifest.engine()
+        graph = onnx.load_from_string(bytes(b.read_section(info.source)))
+    for t in graph.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../../etc/" + e.value
+    hostile = tmp_path / "hostile.rtxpack"
+    with container.rewriting(external_bundle, hostile) as (src, writer):
+        index = writer.copy_all(src, replacements={info.source: graph.SerializeToString()})
+        writer.finish(src.manifest.renumbered(index, tuple(writer.sections)))
+    with pytest.raises(DamagedBundleError, match="outside the bundle"):
+        rtxpack.load(hostile, device="cpu", fallback="onnxruntime")
+    with pytest.raises(DamagedBundleError, match="outside the bundle"):
+        rtxpack.rebuild(hostile, tmp_path / "no.rtxpack", compute_capabilities=["8.6"])
+    assert not (tmp_path / "no.rtxpack").exists()
+
+
+def test_torch_export_above_the_large_model_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's exporter writes external data above 1536 MiB (its _LARGE_MODEL_THRESHOLD); forced
+    to 0 here, save still builds, stores the weights inside the bundle and runs from it."""
+    torch = pytest.importorskip("torch")
+    from torch.onnx._internal.exporter import _onnx_program
+
+    monkeypatch.setattr(_onnx_program, "_LARGE_MODEL_THRESHOLD", 0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU()).eval()  # 4 KiB
+    x = torch.randn(4, 16)
+    out = rtxpack.save(
+        model, tmp_path / "t.rtxpack", inputs=(x,), shapes={"input": MLP_SHAPES["x"]}
+    )
+    with rtxpack.open(out) as b:
+        info = b.manifest.engine()
+        (data,) = info.source_data
+        assert b.manifest.sections[data].size >= 16 * 64 * 4
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(rtxpack.FallbackWarning):
+        module = rtxpack.load(out, device="cpu", fallback="onnxruntime")
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x))

@@ -58,7 +58,14 @@ def test_from_spec_reads_torch_pytree_specs() -> None:
     _tree.check(tree, len(leaves))
     rebuilt = _tree.unflatten(tree, list(range(len(leaves))))
     assert rebuilt == {"logits": 0, "aux": (1, [2, {"deep": 3}]), "pair": (4, 5)}
-    assert _tree.leaf_paths(tree) == ["logits", "aux.0", "aux.1.0", "aux.1.1.deep", "pair.0", "pair.1"]
+    assert _tree.leaf_paths(tree) == [
+        "logits",
+        "aux.0",
+        "aux.1.0",
+        "aux.1.1.deep",
+        "pair.0",
+        "pair.1",
+    ]
     _, spec = tree_flatten(t)
     assert _tree.from_spec(spec) == 0 and _tree.leaf_paths(0) == ["output"]
     _, spec = tree_flatten((t, t))

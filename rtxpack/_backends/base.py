@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from .. import _tree
 from .._exceptions import TensorMismatchError
 from .._format.manifest import EngineInfo, ShapeRange, TensorSpec
 
@@ -57,10 +58,12 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     profiles: tuple[Mapping[str, ShapeRange], ...] = ()
+    #: groups of (input, dim) the model requires to be equal (``EngineInfo.equal_dims``)
+    equal_dims: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     @classmethod
     def from_engine_info(cls, info: EngineInfo) -> Signature:
-        return cls(info.inputs, info.outputs, info.profiles)
+        return cls(info.inputs, info.outputs, info.profiles, info.equal_dims)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -145,8 +148,27 @@ def check_tensors(sig: Signature, tensors: Sequence[Any], device: torch.device) 
                 )
 
 
+def check_equal_dims(sig: Signature, shapes: Sequence[tuple[int, ...]]) -> None:
+    """Dimensions the model requires to be equal (one symbolic dimension, e.g. the batch of two
+    inputs) are equal, else a ``TensorMismatchError`` naming both (before the backend fails)."""
+    by_name = dict(zip(sig.input_names, shapes))
+    for group in sig.equal_dims:
+        sizes = [(n, d, by_name[n][d]) for n, d in group if n in by_name and d < len(by_name[n])]
+        if len({size for _, _, size in sizes}) > 1:
+            (n0, d0, s0), (n1, d1, s1) = next(
+                (sizes[0], x) for x in sizes[1:] if x[2] != sizes[0][2]
+            )
+            raise TensorMismatchError(
+                f"input {n1!r}: dim {d1} is {s1}, but the model requires it to equal dim {d0} of "
+                f"input {n0!r}, which is {s0}; pass inputs of matching sizes"
+            )
+
+
 def choose_profile(sig: Signature, shapes: Sequence[tuple[int, ...]]) -> int:
-    """Index of the first optimization profile every input shape fits; else a precise error."""
+    """Index of the first optimization profile every input shape fits; else a precise error.
+
+    Dimensions the model requires to be equal are checked first (``check_equal_dims``)."""
+    check_equal_dims(sig, shapes)
     if not sig.profiles:
         return 0
     by_name = dict(zip(sig.input_names, shapes))
@@ -175,10 +197,16 @@ def choose_profile(sig: Signature, shapes: Sequence[tuple[int, ...]]) -> int:
     raise TensorMismatchError("; ".join(reasons) + f" — {hint}")
 
 
-def pack_outputs(names: Sequence[str], tensors: Sequence[Any], as_dict: bool) -> Any:
-    """One tensor for one output, a tuple for several, or a dict by name when asked."""
+def pack_outputs(
+    names: Sequence[str], tensors: Sequence[Any], as_dict: bool, tree: Any = None
+) -> Any:
+    """A dict by name when asked; else what the model's ``forward`` returned when the bundle
+    records it (``tree``: dict keys, tuples, nesting); else one tensor for one output, a tuple
+    for several."""
     if as_dict:
         return dict(zip(names, tensors))
+    if tree is not None:
+        return _tree.unflatten(tree, tensors)
     if len(tensors) == 1:
         return tensors[0]
     return tuple(tensors)

@@ -7,15 +7,27 @@ by ``rtxpack verify --run``. Inputs are checked exactly as the TensorRT-RTX modu
 
 from __future__ import annotations
 
+import shutil
+import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._exceptions import BackendError, TensorMismatchError
+from .._exceptions import BackendError, RtxpackError, TensorMismatchError
 from .._format.manifest import TensorSpec
-from .base import EngineModule, Signature, bind_inputs, check_tensors, choose_profile, pack_outputs
+from .base import (
+    EngineModule,
+    Signature,
+    bind_inputs,
+    check_tensors,
+    choose_profile,
+    pack_outputs,
+    torch_dtype,
+)
 from .external_data import refuse_outside_data
+from .session import open_session
 
 __all__ = ["OnnxRuntimeModule", "cuda_provider_available"]
 
@@ -73,14 +85,28 @@ class OnnxRuntimeModule(EngineModule):
 
     def __init__(
         self,
-        onnx_model: bytes,
+        onnx_model: bytes | Path,
         *,
         name: str = "main",
         signature: Signature | None = None,
         device: torch.device | str = "cpu",
+        output_tree: Any = None,
+        workdir: Path | None = None,
     ) -> None:
+        """``onnx_model`` is the model's bytes, or the path of a graph whose external data files
+        lie beside it. ``workdir``, if given, is a folder this module owns: it is removed when
+        the module is closed or collected (``rtxpack.load`` materializes a bundle's source
+        there). A bf16 model on the CPU runs as a float32 copy written into ``workdir``."""
         super().__init__()
+        self._workdir = workdir
+        self._cleanup = weakref.finalize(
+            self, shutil.rmtree, str(workdir) if workdir else "", ignore_errors=True
+        )
+        if workdir is None:
+            self._cleanup.detach()
         ort = _ort()
+        self.output_tree = output_tree
+        self._upcast = False
         self.engine_name = name
         self.device = torch.device(device)
         self.return_dict = False
@@ -96,11 +122,22 @@ class OnnxRuntimeModule(EngineModule):
             ]
         else:
             providers = ["CPUExecutionProvider"]
-        # Given as bytes, ONNX Runtime would read external data from the current folder.
-        refuse_outside_data(onnx_model, what=f"the ONNX source of engine {name!r}")
+        if not isinstance(onnx_model, Path):
+            # Given as bytes, ONNX Runtime would read external data from the current folder.
+            # (A path is a materialized source, checked against the bundle's own data files.)
+            refuse_outside_data(onnx_model, what=f"the ONNX source of engine {name!r}")
         try:
-            self._session = ort.InferenceSession(bytes(onnx_model), providers=providers)
+            if isinstance(onnx_model, Path):
+                self._session, self._upcast = open_session(
+                    onnx_model, providers, workdir or onnx_model.parent
+                )
+            else:
+                self._session = ort.InferenceSession(bytes(onnx_model), providers=providers)
+        except RtxpackError:
+            self.close()
+            raise
         except Exception as exc:
+            self.close()
             raise BackendError(
                 f"ONNX Runtime could not load the ONNX source of engine {name!r}: {exc}"
             ) from None
@@ -124,7 +161,9 @@ class OnnxRuntimeModule(EngineModule):
         choose_profile(sig, [tuple(t.shape) for t in tensors])
         feeds = {}
         for spec, t in zip(sig.inputs, tensors):
-            if t.dtype == torch.bfloat16:
+            if t.dtype == torch.bfloat16 and self._upcast:
+                t = t.float()  # the session runs the model's float32 copy
+            elif t.dtype == torch.bfloat16:
                 raise TensorMismatchError(
                     f"input {spec.name!r}: the ONNX Runtime fallback cannot take bfloat16 "
                     "tensors (numpy has no bfloat16)"
@@ -139,13 +178,16 @@ class OnnxRuntimeModule(EngineModule):
                 f"ONNX Runtime failed to run engine {self.engine_name!r}: {exc}"
             ) from None
         outputs = [torch.from_numpy(np.asarray(r)).to(self.device) for r in results]
+        if self._upcast:  # back to the dtypes the bundle records (bf16)
+            outputs = [o.to(torch_dtype(s.dtype) or o.dtype) for o, s in zip(outputs, sig.outputs)]
         as_dict = self.return_dict if return_dict is None else return_dict
-        return pack_outputs(sig.output_names, outputs, as_dict)
+        return pack_outputs(sig.output_names, outputs, as_dict, self.output_tree)
 
     def close(self) -> None:
-        """Release the ONNX Runtime session. Idempotent."""
+        """Release the ONNX Runtime session and remove its working folder. Idempotent."""
         self.closed = True
         self.__dict__.pop("_session", None)
+        self._cleanup()
 
     def extra_repr(self) -> str:
         return (

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .._exceptions import BackendError, CaptureWarning, RuntimeCacheWarning
+from .._exceptions import BackendError, CaptureWarning, RtxpackWarning, RuntimeCacheWarning
 from .._format.manifest import ShapeRange, TensorSpec
 from .._strategy import CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 from .base import (
@@ -250,9 +250,11 @@ class TensorRTModule(EngineModule):
         persist_path: Path | None = None,
         use_cache: bool = True,
         device: torch.device | str = "cuda",
+        output_tree: Any = None,
     ) -> None:
         super().__init__()
         self.engine_name = name
+        self.output_tree = output_tree
         self.device = torch.device(device)
         self.strategy = strategy or RuntimeStrategy()
         self.return_dict = False
@@ -296,10 +298,15 @@ class TensorRTModule(EngineModule):
                     tuple(sorted(signature.inputs, key=lambda t: order[t.name])),
                     signature.outputs,
                     signature.profiles or engine_sig.profiles,
+                    signature.equal_dims,
                 )
             self.signature = signature if signature is not None and signature.inputs else engine_sig
             state.persist_path = persist_path
             try:
+                if self.strategy.weight_streaming_budget is not None:
+                    set_weight_streaming_budget(
+                        state.engine, self.strategy.weight_streaming_budget, name
+                    )
                 state.config, state.cache, state.context = self._new_context(
                     self.strategy, cache_blob if use_cache else None, use_cache
                 )
@@ -466,7 +473,7 @@ class TensorRTModule(EngineModule):
                 )
         outputs = list(self._outputs or ())
         as_dict = self.return_dict if return_dict is None else return_dict
-        return pack_outputs(sig.output_names, outputs, as_dict)
+        return pack_outputs(sig.output_names, outputs, as_dict, self.output_tree)
 
     def _check_capturable(self, ctx: Any, stream: int) -> None:
         if not ctx.is_stream_capturable(stream):
@@ -577,3 +584,19 @@ def apply_strategy(trt: Any, config: Any, strategy: RuntimeStrategy) -> None:
             strategy.execution_context_allocation_strategy.name,
         )
     )
+
+
+def set_weight_streaming_budget(engine: Any, budget: int | str, name: str) -> None:
+    """Apply the strategy's weight-streaming budget to a deserialized engine, before any context
+    is made: ``"auto"`` is TensorRT-RTX's automatic budget, a number is bytes of weights kept on
+    the GPU. An engine built without weight streaming keeps all its weights (with a warning)."""
+    if int(engine.streamable_weights_size) <= 0:
+        warnings.warn(
+            f"rtxpack: engine {name!r} was not built with weight streaming "
+            "(BuildOptions(weight_streaming=True)); its weight_streaming_budget is ignored",
+            RtxpackWarning,
+            stacklevel=4,
+        )
+        return
+    value = int(engine.get_weight_streaming_automatic_budget()) if budget == "auto" else int(budget)
+    engine.weight_streaming_budget_v2 = value

@@ -30,8 +30,10 @@ class Step:
 
 
 def _from_1_0(raw: dict[str, Any]) -> dict[str, Any]:
-    """1.0 -> 1.1. Format 1.1 adds the ``signature`` section kind (docs/signing.md): a 1.0
-    manifest means the same in 1.1, so nothing changes."""
+    """1.0 -> 1.1. Format 1.1 only adds what a 1.0 manifest can do without: the ``signature``
+    section kind (docs/signing.md), and issue 9's optional fields, each defaulting to what 1.0
+    meant (no ``source_data``, a flat output list, unknown ``build_options``, no ``equal_dims``,
+    TensorRT-RTX's default ``weight_streaming_budget``). So nothing changes."""
     return raw
 
 

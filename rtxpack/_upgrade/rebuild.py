@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._backends.external_data import refuse_outside_data
-from .._build.engine import build_onnx, parse_compute_capabilities, trt_module
+from .._build.engine import build_onnx, current_platform, parse_compute_capabilities, trt_module
 from .._constants import CACHE_DIR_ENV, REBUILT_DIR, cache_root
 from .._exceptions import CompatibilityError, InvalidArgumentError, RtxpackError
 from .._facts import SUPPORTED_CCS, same_release
 from .._format import container
 from .._format.manifest import EngineInfo, Manifest
+from .._source import materialized
 from .._version import __version__
 from .migrate import Progress
 
@@ -121,14 +121,16 @@ def rebuild(
             say(f"{name}: {reason}: rebuilding from its ONNX source")
             keep = not (portable or info.hardware_portable)
             targets = ccs or (info.compute_capabilities or None if keep else None)
-            source = bytes(src.decode(manifest.sections[info.source]))
-            refuse_outside_data(source, what=f"the ONNX source of engine {name!r}")
-            built[name] = build_onnx(
-                source,
-                shapes=[dict(p) for p in info.profiles] or None,
-                compute_capabilities=targets,
-                progress=say,
-            )
+            here = current_platform()
+            with materialized(src, info) as graph:  # from the bundle alone, never the cwd
+                built[name] = build_onnx(
+                    graph,
+                    shapes=[dict(p) for p in info.profiles] or None,
+                    compute_capabilities=targets,
+                    options=info.build_options,
+                    platform=None if info.platform in (here, "unknown") else info.platform,
+                    progress=say,
+                )
         dropped = [c for c in manifest.caches if c.engine in built]
         for c in dropped:
             say(
@@ -149,6 +151,9 @@ def rebuild(
                 section=e.section,
                 source=e.source,
                 samples=e.samples,
+                source_data=e.source_data,
+                output_tree=e.output_tree,
+                equal_dims=e.equal_dims,
             )
             if e.name in built
             else e

@@ -87,7 +87,7 @@ def test_several_outputs_come_back_as_tuple_or_dict(tmp_path: Path) -> None:
 def test_verify_run_passes_on_stored_samples(torch_bundle) -> None:
     path, _ = torch_bundle  # a torch source with example inputs stores samples by default
     run = run_samples(path)
-    assert run.ok and run.failed == 0 and [o.name for o in run.outputs] == ["relu"]
+    assert run.ok and run.failed == 0 and [o.name for o in run.outputs] == ["output"]
     text = "\n".join(run.lines())
     assert "with ONNX Runtime" in text and "note:" in text  # says the fallback was taken
     assert "all 1 output(s) match" in text

@@ -560,3 +560,31 @@ def test_double_methods_take_the_arguments_the_real_methods_take(world: World) -
                 f"{fake.__name__}.{name} takes {n} arguments; "
                 f"{real_cls.__name__}.{name} takes {arities}"
             )
+
+
+# -- weight streaming and output structure (issue 9) ------------------------------------------
+
+
+def test_weight_streaming_budget_is_set_before_the_context(world: World) -> None:
+    world.streamable_bytes = 1000
+    make(strategy=rtxpack.RuntimeStrategy(weight_streaming_budget=300))
+    assert ("weight_streaming_budget", 300, 0) in world.events  # before any context
+    world.events.clear()
+    world.contexts.clear()
+    make(strategy=rtxpack.RuntimeStrategy(weight_streaming_budget="auto"))
+    assert ("weight_streaming_budget", 500, 0) in world.events  # TensorRT-RTX's automatic one
+
+
+def test_weight_streaming_budget_on_a_plain_engine_warns(world: World) -> None:
+    with pytest.warns(rtxpack.RtxpackWarning, match="not built with weight streaming"):
+        make(strategy=rtxpack.RuntimeStrategy(weight_streaming_budget=300))
+    assert count(world, "weight_streaming_budget") == 0
+
+
+def test_recorded_output_tree_is_returned(world: World) -> None:
+    m = make(output_tree={"dict": [["logits", 0]]})
+    x = torch.randn(2, 16)
+    out = m(x)
+    assert isinstance(out, dict) and list(out) == ["logits"]
+    torch.testing.assert_close(out["logits"], reference(x))
+    assert isinstance(m(x, return_dict=True), dict)

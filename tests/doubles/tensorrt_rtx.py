@@ -50,6 +50,7 @@ class World:
         self.fail_set_shape = False
         self.fail_execute = False
         self.cache_blob = b"compiled-kernels"
+        self.streamable_bytes = 0  # > 0: the engine was built with weight streaming
         # Weak references: the double must not keep alive what rtxpack releases.
         self.configs: list[weakref.ref[FakeConfig]] = []
         self.contexts: list[weakref.ref[FakeContext]] = []
@@ -185,6 +186,22 @@ class FakeEngine:
 
     def get_tensor_name(self, index: int) -> str:
         return ["x", "y"][index]
+
+    @property
+    def streamable_weights_size(self) -> int:
+        return self._world.streamable_bytes
+
+    def get_weight_streaming_automatic_budget(self) -> int:
+        return self._world.streamable_bytes // 2
+
+    @property
+    def weight_streaming_budget_v2(self) -> int:
+        return self._world.streamable_bytes
+
+    @weight_streaming_budget_v2.setter
+    def weight_streaming_budget_v2(self, value: int) -> None:
+        # with the number of contexts made so far: the budget must be set before any
+        self._world.events.append(("weight_streaming_budget", value, len(self._world.contexts)))
 
     def get_tensor_mode(self, name: str) -> Any:
         return real.TensorIOMode.INPUT if name == "x" else real.TensorIOMode.OUTPUT

@@ -19,12 +19,15 @@ from rtxpack._exceptions import CompatibilityError, UnsupportedVersionError
 from rtxpack._facts import same_release
 from rtxpack._format import container, migrations
 from rtxpack._format.manifest import CacheInfo, EngineInfo, Environment
+from rtxpack._samples import run_samples
 from rtxpack._upgrade import migrate, rebuild
 from rtxpack.cli import main
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 GOLDEN_V1_0 = GOLDEN / "v1.0" / "mlp.rtxpack"
 GOLDEN_V1_0_DIGEST = "blake3:61a0ba1139097c6c12f1a648fb7575dd0ba34e84206acd4383a973cec1f0a768"
+GOLDEN_V1_1 = GOLDEN / "v1.1" / "models.rtxpack"
+GOLDEN_V1_1_DIGEST = "blake3:b032b2131f33573eba3b1f4fa265e7fc9647a465a8d5db2b4191bdcaa3b3f4c4"
 FAKE_CACHE = b"RTXPACK-GOLDEN-FAKE-RUNTIME-CACHE\x00" + bytes(range(256)) * 4
 ENV = Environment("1.6.0.0", "NVIDIA GeForce RTX 4090", "8.9", "580.65.06", "linux")
 
@@ -371,3 +374,28 @@ def test_check_and_rebuild_agree_on_a_gpu_newer_than_an_engines_targets(
     with rtxpack.open(out) as b:
         assert b.manifest.engine().hardware_portable
     assert check(out, newer_gpu).verdict("main").status == "loads"
+
+
+def test_golden_v1_1_is_unchanged_and_reads_forever(tmp_path: Path) -> None:
+    assert container.digest(GOLDEN_V1_1.read_bytes()) == GOLDEN_V1_1_DIGEST, (
+        "tests/golden/v1.1/models.rtxpack changed; golden bundles must never change"
+    )
+    with rtxpack.open(GOLDEN_V1_1) as b:
+        assert b.format_version == "1.1"
+        b.verify()
+        main, packed = b.manifest.engines
+        assert main.platform == "windows_x86_64" and packed.platform == "unknown"
+        assert main.output_tree == {"dict": [["sum", 0], ["parts", {"tuple": [1, 2]}]]}
+        assert [t.name for t in main.outputs] == ["sum", "parts.0", "parts.1"]
+        assert main.equal_dims == ((("x", 0), ("y", 0)),)
+        assert main.build_options == rtxpack.BuildOptions(
+            weight_streaming=True, tiling_optimization_level="fast", max_aux_streams=0
+        )
+        assert packed.build_options is None
+        assert main.strategy.weight_streaming_budget == "auto"
+        (data,) = main.source_data
+        assert b.manifest.sections[data].kind == "source_data"
+        assert b.manifest.sections[data].name == "model.onnx.data"
+    # ... and its source runs from the bundle alone (the fallback materializes it)
+    run = run_samples(GOLDEN_V1_1, engine="main", device="cpu")
+    assert run.ok and sorted(o.name for o in run.outputs) == ["parts.0", "parts.1", "sum"]
