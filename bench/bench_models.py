@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Large models: ``rtxpack.save(torch_module)`` against the unavoidable work measured alone.
 
-    python bench/bench_models.py                     # 3 GiB of float16 weights (~24 GiB RAM machine)
-    python bench/bench_models.py --gib 0.25          # smoke test, a minute
+    python bench/bench_models.py               # 3 GiB of float16 weights (needs ~12 GiB of RAM)
+    python bench/bench_models.py --gib 0.25    # smoke test, a minute
 
 The model is a stack of ``Linear(D, D, bias=False)`` layers with ReLU, float16 by default, whose
 weights add up to ``--gib`` GiB (random, so nothing compresses). Each measurement runs in a fresh
@@ -154,23 +154,35 @@ def main() -> None:
         return
     ex, bu, sa = res["export"], res["build"], res["save"]
     alone = ex["seconds"] + bu["seconds"]
-    print(f"`{command}` — {platform.platform()}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs; {args.gib:g} GiB of {args.dtype} weights, width {args.width}\n")
+    print(
+        f"`{command}` — {platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; {args.gib:g} GiB of {args.dtype} weights, width {args.width}\n"
+    )
     print("| step | time | peak RSS | output |")
     print("|---|---:|---:|---:|")
-    print(f"| torch export + save ONNX (external data) | {ex['seconds']:.1f} s | "
-          f"{ex['peak_rss'] / GiB:.2f} GiB | {ex['bytes'] / GiB:.2f} GiB |")
-    print(f"| TensorRT-RTX build alone (parse file, build, write engine) | {bu['seconds']:.1f} s | "
-          f"{bu['peak_rss'] / GiB:.2f} GiB | {bu['bytes'] / GiB:.2f} GiB |")
-    print(f"| `rtxpack.save(model)` | {sa['seconds']:.1f} s | {sa['peak_rss'] / GiB:.2f} GiB | "
-          f"{sa['bytes'] / GiB:.2f} GiB |")
+    print(
+        f"| torch export + save ONNX (external data) | {ex['seconds']:.1f} s | "
+        f"{ex['peak_rss'] / GiB:.2f} GiB | {ex['bytes'] / GiB:.2f} GiB |"
+    )
+    print(
+        f"| TensorRT-RTX build alone (parse file, build, write engine) | {bu['seconds']:.1f} s | "
+        f"{bu['peak_rss'] / GiB:.2f} GiB | {bu['bytes'] / GiB:.2f} GiB |"
+    )
+    print(
+        f"| `rtxpack.save(model)` | {sa['seconds']:.1f} s | {sa['peak_rss'] / GiB:.2f} GiB | "
+        f"{sa['bytes'] / GiB:.2f} GiB |"
+    )
     print()
-    print(f"- save time / (export + build): {sa['seconds']:.1f} / {alone:.1f} s = "
-          f"**{sa['seconds'] / alone:.2f}x**")
-    print(f"- save peak RSS / build peak RSS: {sa['peak_rss'] / GiB:.2f} / "
-          f"{bu['peak_rss'] / GiB:.2f} GiB = **{sa['peak_rss'] / bu['peak_rss']:.2f}x** "
-          f"(the model itself, held by the caller, is {sa['model_rss'] / GiB:.2f} GiB of "
-          "the save process before save starts)")
+    print(
+        f"- save time / (export + build): {sa['seconds']:.1f} / {alone:.1f} s = "
+        f"**{sa['seconds'] / alone:.2f}x**"
+    )
+    print(
+        f"- save peak RSS / build peak RSS: {sa['peak_rss'] / GiB:.2f} / "
+        f"{bu['peak_rss'] / GiB:.2f} GiB = **{sa['peak_rss'] / bu['peak_rss']:.2f}x** "
+        f"(the model itself, held by the caller, is {sa['model_rss'] / GiB:.2f} GiB of "
+        "the save process before save starts)"
+    )
 
 
 if __name__ == "__main__":

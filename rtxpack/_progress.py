@@ -75,7 +75,7 @@ def trt_progress_monitor(trt: Any, progress: Progress) -> Any:
     """A ``tensorrt_rtx.IProgressMonitor`` that forwards to ``progress``. Exceptions in the
     receiver are logged and swallowed: they must not unwind through TensorRT-RTX."""
 
-    class Monitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
+    class Monitor(trt.IProgressMonitor):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
@@ -113,7 +113,7 @@ def trt_logger(trt: Any, errors: list[str]) -> Any:
         severity.VERBOSE: logging.DEBUG,
     }
 
-    class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class Logger(trt.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 

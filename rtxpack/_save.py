@@ -142,7 +142,7 @@ class _Plan:
     options: BuildOptions
     torch_inputs: TorchInputs | None = None
     onnx: OnnxSource | None = None
-    engine: bytes | memoryview | Path | None = None
+    engine: bytes | bytearray | memoryview | Path | None = None
     header: EngineHeader | None = None
     #: given sample inputs, or "example" (the torch inputs), "random", or None (no samples)
     samples: dict[str, np.ndarray] | str | None = None
@@ -550,11 +550,12 @@ def save(
     user_files: dict[str, bytes | Path] = {}
     for fname, content in (files or {}).items():
         _check_name(fname, "file")
-        user_files[fname] = (
-            bytes(content) if isinstance(content, (bytes, bytearray, memoryview)) else Path(content)
-        )
-        if isinstance(user_files[fname], Path) and not Path(content).is_file():
-            raise InvalidArgumentError(f"files[{fname!r}]: no such file {content}")
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            user_files[fname] = bytes(content)
+        elif not Path(content).is_file():
+            raise InvalidArgumentError(f"files[{fname!r}]: no such file {Path(content)}")
+        else:
+            user_files[fname] = Path(content)
     report = as_progress(progress)
     engine_codec = "zstd" if compress_engines else "stored"
     # The output is opened first: a folder that does not exist or cannot be written to is

@@ -84,7 +84,7 @@ def decode(blob: bytes | memoryview, what: str) -> dict[str, np.ndarray]:
     from safetensors import deserialize
 
     try:
-        entries = deserialize(bytes(blob))
+        entries = deserialize(bytes(blob))  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise DamagedBundleError(f"{what} are not valid safetensors ({exc})") from None
     out: dict[str, np.ndarray] = {}

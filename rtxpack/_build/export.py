@@ -206,7 +206,8 @@ def export_torch(
         raise BuildError("torch.onnx.export returned no program")
     model = program.model
     count = len(model.graph.outputs)
-    tree = _tree.from_spec(program.exported_program.call_spec.out_spec)
+    exported = program.exported_program
+    tree = None if exported is None else _tree.from_spec(exported.call_spec.out_spec)
     if tree is not None:
         try:
             _tree.check(tree, count)
@@ -221,7 +222,7 @@ def export_torch(
         )
     return Exported(
         split=split_model(model),
-        input_names=tuple(v.name for v in model.graph.inputs),
-        output_names=tuple(v.name for v in model.graph.outputs),
+        input_names=tuple(str(v.name) for v in model.graph.inputs),
+        output_names=tuple(str(v.name) for v in model.graph.outputs),
         output_tree=tree,
     )

@@ -37,7 +37,8 @@ def _memory(tensor: Any) -> Any:
                 t = t.cpu()
             if t.numel() == 0:
                 return memoryview(b""), t
-            return memoryview(t.view(-1).view(torch.uint8).numpy()), t
+            data: Any = t.view(-1).view(torch.uint8).numpy()
+            return memoryview(data), t
     except ImportError:  # pragma: no cover - the exporter needs torch
         pass
     data = tensor.tobytes()

@@ -105,7 +105,7 @@ def digest_file(path: Path) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return "blake3:" + h.hexdigest()
+    return "blake3:" + str(h.hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------

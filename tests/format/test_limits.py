@@ -51,7 +51,7 @@ def test_the_prose_table_lists_every_limit_with_its_default() -> None:
 def _at(pointer: str) -> Any:
     node: Any = SCHEMA
     for part in pointer.split("/"):
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     return node
 
 
@@ -78,6 +78,11 @@ SCHEMA_LIMITS: list[tuple[str, str, int]] = [
     ("$defs/name/maxLength", "max_name", 0),
     ("$defs/section/properties/size/maximum", "max_decoded_section", 0),
     ("$defs/index/maximum", "max_sections", 1),
+    # format 1.1 (issue 9)
+    ("$defs/engine/properties/source_data/maxItems", "max_sections", 0),
+    ("$defs/engine/properties/equal_dims/maxItems", "max_io_tensors", 0),
+    ("$defs/engine/properties/equal_dims/items/items/prefixItems/1/maximum", "max_rank", 1),
+    ("$defs/outputTree/oneOf/3/properties/dict/items/prefixItems/0/maxLength", "max_name", 0),
 ]
 
 
@@ -104,7 +109,13 @@ def test_every_numeric_bound_of_the_schema_is_a_limit() -> None:
                 walk(v, f"{path}/{i}")
 
     walk(SCHEMA, "")
-    facts = {"$defs/u63/maximum"}  # offsets and lengths are below 2**63 (msgpack int64)
+    facts = {
+        "$defs/u63/maximum",  # offsets and lengths are below 2**63 (msgpack int64)
+        # ranges of TensorRT-RTX settings (RuntimeStrategy / BuildOptions check them), not limits
+        "$defs/strategy/properties/weight_streaming_budget/oneOf/2/maximum",
+        "$defs/buildOptions/properties/l2_limit_for_tiling/oneOf/1/maximum",
+        "$defs/buildOptions/properties/max_aux_streams/oneOf/1/maximum",
+    }
     assert set(found) - facts == listed
 
 
