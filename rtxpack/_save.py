@@ -35,7 +35,7 @@ from ._progress import Progress, as_progress
 from ._source import OnnxSource, equal_dims, load_graph_bytes, scan_onnx
 from ._strategy import RuntimeStrategy
 from ._tensors import BFLOAT16, encode, to_numpy, to_torch
-from ._text import utc_now
+from ._text import size_text, utc_now
 from ._version import __version__
 
 __all__ = ["EngineSpec", "save"]
@@ -379,7 +379,7 @@ def _write_engine(
         index = _write_built(writer, name, built, codec, progress)
         digest = container.digest(split.graph)
         if spec.include_source:
-            weights = _size(split.data_size)
+            weights = size_text(split.data_size)
             progress.message(f"{name}: writing the ONNX source ({weights} of weights)")
             source = writer.add_bytes("source", name, split.graph, "zstd")
             if split.layout:
@@ -438,7 +438,7 @@ def _write_engine(
 def _write_built(
     writer: container.BundleWriter, name: str, built: BuiltEngine, codec: str, progress: Progress
 ) -> int:
-    progress.message(f"{name}: writing the engine ({_size(len(built.data))})")
+    progress.message(f"{name}: writing the engine ({size_text(len(built.data))})")
     return writer.add_bytes("engine", name, built.data, codec)
 
 
@@ -472,15 +472,6 @@ def _write_samples(
     tensors = {f"inputs/{k}": v for k, v in inputs.items()}
     tensors.update({f"outputs/{k}": v for k, v in (outputs or {}).items()})
     return writer.add_bytes("samples", name, encode(tensors), "zstd")
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def save(

@@ -12,6 +12,7 @@ __all__ = [
     "NOT_PRINTABLE",
     "is_printable",
     "shorten",
+    "size_text",
     "terminal_safe",
     "utc_now",
     "version_tuple",
@@ -79,3 +80,13 @@ def _escape(c: str) -> str:
     if c in "\n\r\t":
         return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c]
     return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ... ``3.0 GiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

@@ -146,13 +146,7 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def size_text(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+size_text = _text.size_text
 
 
 def _dims(shape: Any) -> str:
