@@ -11,7 +11,8 @@ the index of an engine output; a container is a one-key map::
     {"none": null}                      None
 
 ``check`` validates a tree read from a bundle (bounded depth and size, every output used exactly
-once); ``from_spec`` records one from torch's ``TreeSpec``; ``unflatten`` rebuilds the value.
+once; a ``ValueError`` says where it is wrong); ``from_spec`` records one from torch's
+``TreeSpec``; ``unflatten`` rebuilds the value.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ MAX_DEPTH = 32
 MAX_NODES = 8192
 
 
-class TreeError(ValueError):
-    """Not a valid output tree; the message says where."""
-
-
 def check(tree: Any, outputs: int) -> Any:
     """``tree`` if it is a valid tree over ``outputs`` engine outputs, each used exactly once."""
     seen: list[int] = []
@@ -38,14 +35,14 @@ def check(tree: Any, outputs: int) -> Any:
         nonlocal count
         count += 1
         if depth > MAX_DEPTH or count > MAX_NODES:
-            raise TreeError(f"{where}: deeper than {MAX_DEPTH} or more than {MAX_NODES} nodes")
+            raise ValueError(f"{where}: deeper than {MAX_DEPTH} or more than {MAX_NODES} nodes")
         if isinstance(node, int) and not isinstance(node, bool):
             if not 0 <= node < outputs:
-                raise TreeError(f"{where}: output index {node}, expected 0..{outputs - 1}")
+                raise ValueError(f"{where}: output index {node}, expected 0..{outputs - 1}")
             seen.append(node)
             return
         if not isinstance(node, dict) or len(node) != 1:
-            raise TreeError(f"{where}: expected an output index or a one-key map")
+            raise ValueError(f"{where}: expected an output index or a one-key map")
         ((kind, body),) = node.items()
         if kind == "none" and body is None:
             return
@@ -57,19 +54,19 @@ def check(tree: Any, outputs: int) -> Any:
             keys = []
             for i, pair in enumerate(body):
                 if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
-                    raise TreeError(f"{where}.dict[{i}]: expected [string key, node]")
+                    raise ValueError(f"{where}.dict[{i}]: expected [string key, node]")
                 if len(pair[0]) > 256:
-                    raise TreeError(f"{where}.dict[{i}]: key longer than 256 characters")
+                    raise ValueError(f"{where}.dict[{i}]: key longer than 256 characters")
                 keys.append(pair[0])
                 walk(pair[1], f"{where}.dict[{pair[0]!r}]", depth + 1)
             if len(set(keys)) != len(keys):
-                raise TreeError(f"{where}: repeated dict keys")
+                raise ValueError(f"{where}: repeated dict keys")
             return
-        raise TreeError(f"{where}: unknown node {kind!r}")
+        raise ValueError(f"{where}: unknown node {kind!r}")
 
     walk(tree, "output_tree", 0)
     if sorted(seen) != list(range(outputs)):
-        raise TreeError(f"output_tree: must use each of the {outputs} outputs exactly once")
+        raise ValueError(f"output_tree: must use each of the {outputs} outputs exactly once")
     return tree
 
 
@@ -93,12 +90,12 @@ def from_spec(spec: Any) -> Any:
         if plain_keys and len(keys) == len(kids):  # dict, OrderedDict, ModelOutput-like
             return {"dict": [[k, v] for k, v in zip(keys, kids)]}
         if s.type is dict:
-            raise TreeError("dict keys are not all strings")
+            raise ValueError("dict keys are not all strings")
         return {"tuple": kids}
 
     try:
         return walk(spec)
-    except TreeError:
+    except ValueError:
         return None
 
 

@@ -211,7 +211,7 @@ def export_torch(
     if tree is not None:
         try:
             _tree.check(tree, count)
-        except _tree.TreeError:
+        except ValueError:
             tree = None  # e.g. a non-tensor leaf that is not an ONNX output
     names = _names(output_names, "output_names", count)
     wanted = names or (tuple(_tree.leaf_paths(tree)) if tree is not None else None)

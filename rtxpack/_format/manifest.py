@@ -473,7 +473,7 @@ class EngineInfo:
         if tree is not None:
             try:
                 _tree.check(tree, outputs_count)
-            except _tree.TreeError as exc:
+            except ValueError as exc:
                 raise _fail(f"{where}.output_tree", tree, str(exc)) from None
         raw_options = d.get("build_options")
         try:
