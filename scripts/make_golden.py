@@ -149,7 +149,9 @@ def main_1_1(folder: Path) -> None:
     print(f"wrote {out} ({out.stat().st_size} bytes, {container.digest(out.read_bytes())})")
     models = folder / "models.rtxpack"
     golden_1_1(models)
-    print(f"wrote {models} ({models.stat().st_size} bytes, {container.digest(models.read_bytes())})")
+    print(
+        f"wrote {models} ({models.stat().st_size} bytes, {container.digest(models.read_bytes())})"
+    )
 
 
 if __name__ == "__main__":
