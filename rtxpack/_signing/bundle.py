@@ -24,12 +24,19 @@ def read_envelopes(
     """Every signature section's envelope bytes (or why it cannot be read), in section order.
 
     A signature section is ``stored`` and at most ``limits.max_envelope_bytes``; its digest is
-    checked like any section's. More than ``limits.max_signatures`` of them is refused."""
+    checked like any section's. More than ``limits.max_signatures`` of them, or more than
+    ``limits.max_total_bytes`` together, is refused."""
     sections = [s for s in bf.manifest.sections if s.kind == SECTION_KIND]
     if len(sections) > limits.max_signatures:
         raise SignatureError(
             f"{bf.path} holds {len(sections)} signature sections, more than the limit of "
             f"{limits.max_signatures}; the bundle is damaged or hostile"
+        )
+    total = sum(s.size for s in sections)
+    if total > limits.max_total_bytes:
+        raise SignatureError(
+            f"{bf.path}: its signature sections hold {total} bytes together, more than the "
+            f"limit of {limits.max_total_bytes}; the bundle is damaged or hostile"
         )
     out: list[tuple[str, bytes | RtxpackError]] = []
     for s in sections:

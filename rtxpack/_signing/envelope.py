@@ -53,6 +53,7 @@ class SignatureLimits:
 
     max_signatures: int = 64  # signature sections in one bundle
     max_envelope_bytes: int = 4 * 1024 * 1024
+    max_total_bytes: int = 16 * 1024 * 1024  # all signature sections of a bundle together
     max_signatures_per_envelope: int = 16
     max_subjects: int = 8192
     max_depth: int = 64  # JSON nesting

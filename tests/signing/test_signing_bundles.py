@@ -498,3 +498,29 @@ def test_migrate_keeps_signatures_that_hold(
     policy = TrustPolicy(engines=[builder.public_key], caches=[prewarmer.public_key], require="all")
     r = report(out, policy)
     assert r.ok and len([s for s in r.signers if s.status == "trusted"]) == 2
+
+
+def test_signature_sections_are_bounded_in_total(bundle: Path, builder: PrivateKey) -> None:
+    from rtxpack._exceptions import SignatureError
+    from rtxpack._signing.envelope import SignatureLimits
+
+    sign(bundle, builder)
+    bf = _format.open_bundle_file(bundle)
+    try:
+        size = next(s.size for s in bf.manifest.sections if s.kind == "signature")
+        with pytest.raises(SignatureError, match="together"):
+            read_envelopes(bf, SignatureLimits(max_total_bytes=size - 1))
+        assert len(read_envelopes(bf, SignatureLimits(max_total_bytes=size))) == 1
+    finally:
+        bf.close()
+
+
+def test_nothing_to_sign_is_an_error(bundle: Path, prewarmer: PrivateKey) -> None:
+    from rtxpack._exceptions import SignatureError
+
+    for cache in rtxpack.list_caches(bundle):
+        rtxpack.remove_cache(bundle, cache.id)
+    before = bundle.read_bytes()
+    with pytest.raises(SignatureError, match="no runtime caches"):
+        sign(bundle, prewarmer, role="caches")
+    assert bundle.read_bytes() == before
