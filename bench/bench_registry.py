@@ -4,8 +4,9 @@
     python bench/bench_registry.py                     # a 1 GiB engine, 8 caches of 16 MiB
     python bench/bench_registry.py --engine 64M --cache 1M --repeat 1   # smoke test, seconds
 
-Builds a real TensorRT-RTX engine on the CPU (bench_format.build_engine), a bundle with it and
-8 prewarmed runtime caches for 8 GPU models (random bytes standing in for caches), starts Debian's
+Writes a bundle whose engine section is N random bytes under a real small engine's record (push
+and pull never parse engines, and this needs no 1 GiB TensorRT-RTX build), with 8 prewarmed
+runtime caches for 8 GPU models (random bytes standing in for caches), starts Debian's
 ``docker-registry`` on a free loopback port, and measures:
 
 - blob download throughput of the engine: ``curl -o FILE`` (a plain HTTP GET writing to disk)
@@ -68,6 +69,39 @@ GPUS = [
     ("NVIDIA GeForce RTX 5090", "12.0"),
     ("NVIDIA GeForce RTX 2080", "7.5"),
 ]
+
+
+def big_engine_bundle(size: int, scratch: Path, out: Path) -> None:
+    """A bundle whose engine section holds ``size`` random bytes under the record of a real
+    small TensorRT-RTX engine. Push and pull never parse engine bytes, so what they move is what
+    a real engine of that size would move, without the RAM a 1 GiB TensorRT-RTX build needs."""
+    import dataclasses
+
+    import rtxpack
+    from rtxpack._format.container import BundleWriter, atomic_output
+
+    small = scratch / "small.trt"
+    build_engine(1 << 20, small)
+    record = scratch / "small.rtxpack"
+    rtxpack.save(small, record)
+    with rtxpack.open(record) as b:
+        manifest = b.manifest
+    payload = scratch / "payload.bin"
+    with open(payload, "wb") as f:
+        for left in range(size, 0, -(8 << 20)):
+            f.write(os.urandom(min(left, 8 << 20)))
+    with atomic_output(out) as f:
+        writer = BundleWriter(f)
+        writer.add_path("engine", manifest.engines[0].name, payload)
+        info = dataclasses.replace(manifest.engines[0], section=0, source=None, samples=None)
+        writer.finish(
+            dataclasses.replace(
+                manifest, sections=tuple(writer.sections), engines=(info,), caches=()
+            )
+        )
+    payload.unlink()
+    small.unlink()
+    record.unlink()
 
 
 def child(op: str, args: list[str]) -> dict[str, Any]:
@@ -147,18 +181,15 @@ def main() -> None:
     server = None
     try:
         log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-        log(f"building a {fmt_b(engine_size)} engine ...")
-        engine = scratch / "engine.trt"
-        build_engine(engine_size, engine)
+        log(f"writing a bundle with a {fmt_b(engine_size)} engine section ...")
         bundle = scratch / "fleet.rtxpack"
-        rtxpack.save(engine, bundle)
+        big_engine_bundle(engine_size, scratch, bundle)
         rng = os.urandom
         caches = [
             NewCache(rng(cache_size), None, rtxpack.Environment(TRT, gpu, cc, "580.65", "linux"))
             for gpu, cc in GPUS
         ]
         rewrite(bundle, add=caches)
-        engine.unlink()
         with rtxpack.open(bundle) as b:
             m = b.manifest
             engine_len = m.sections[m.engines[0].section].length
