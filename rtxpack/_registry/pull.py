@@ -2,10 +2,10 @@
 
 The bundle manifest (the artifact's config) is read first; the compatibility rules (``_checks``)
 pick the engines the target can run, the cache-fit rule (``_caches``) the prewarmed cache each
-engine loads there, and only those blobs are downloaded, into the content store (sha256 checked
-as they stream). The local bundle is then written by the bundle writer from the stored blobs,
-each section's own digest checked as it is copied, into a temporary file renamed into place at
-the end: nothing partial is left at the destination.
+engine loads there, and only those blobs are downloaded into the content store (sha256 checked
+as they stream), one after the other, each copied by the bundle writer into the new bundle as
+soon as it is stored (its section digest checked as it is copied). The bundle is a temporary
+file renamed into place at the end: nothing partial is left at the destination.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -218,28 +217,25 @@ def _pull_remote(
     if path is None:
         destination.parent.mkdir(parents=True, exist_ok=True)
     downloaded = downloaded_bytes = reused = 0
-    with ExitStack() as stack:
-        handles = {}
-        for i in keep:
-            layer = layers[i]
-            handle, fresh = store.fetch(client, reference.repository, layer.digest, layer.size)
-            stack.callback(handle.close)
-            handles[i] = handle
-            if fresh:
-                downloaded += 1
-                downloaded_bytes += layer.size
-            else:
-                reused += 1
-        if path is None and destination.exists():
-            os.utime(destination)  # used now: prune ages by this
-        else:
-            with atomic_output(destination) as out:
-                writer = BundleWriter(out)
-                index = {}
-                for i in keep:
+    if path is None and destination.exists():
+        os.utime(destination)  # pulled before, same manifest and selection; prune ages by this
+        reused = len(keep)
+    else:
+        with atomic_output(destination) as out:
+            writer = BundleWriter(out)
+            index = {}
+            for i in keep:  # one blob open at a time, whatever the section count
+                layer = layers[i]
+                handle, fresh = store.fetch(client, reference.repository, layer.digest, layer.size)
+                with handle:
                     section = remote.manifest.sections[i]
-                    index[i] = writer.copy_raw(section, handles[i], str(reference))
-                writer.finish(trimmed.renumbered(index, tuple(writer.sections)))
+                    index[i] = writer.copy_raw(section, handle, str(reference))
+                if fresh:
+                    downloaded += 1
+                    downloaded_bytes += layer.size
+                else:
+                    reused += 1
+            writer.finish(trimmed.renumbered(index, tuple(writer.sections)))
     return PullResult(
         destination,
         str(reference.with_digest(remote.digest)),
