@@ -26,7 +26,13 @@ from typing import Any, BinaryIO
 from .._build.engine import current_platform
 from .._build.header import sniff_engine_header
 from .._bundle import Bundle, open_bundle
-from .._exceptions import ImportFormatError, InvalidArgumentError, RtxpackError, attach_path
+from .._exceptions import (
+    ImportFormatError,
+    InvalidArgumentError,
+    OutputError,
+    RtxpackError,
+    attach_path,
+)
 from .._format import container
 from .._format.manifest import (
     DTYPES,
@@ -327,7 +333,14 @@ def _export(
     blob = model.SerializeToString()
 
     if cache_path is not None and not cache_path.parent.is_dir():
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the runtime cache folder {cache_path.parent}: "
+                f"{exc.strerror or exc}; choose a folder you can write to",
+                path=cache_path.parent,
+            ) from None
     # Enter the model's writer first so that it is renamed last: a failure anywhere leaves no
     # model that names a missing file, and no partial file at all.
     with contextlib.ExitStack() as stack:

@@ -164,6 +164,12 @@ def test_runtime_cache_is_written_where_the_provider_reads_it(
     out2 = export_epcontext(
         bundle, tmp_path / "m2.onnx", runtime_cache_dir=tmp_path / "rc2", cache_id=info.id
     )
+    # a cache folder that cannot be made is an OutputError, not a raw OSError
+    (tmp_path / "afile").write_bytes(b"")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "sub", Path("/proc/no/rc")):
+        with pytest.raises(rtxpack.OutputError):
+            export_epcontext(bundle, tmp_path / "m3.onnx", runtime_cache_dir=bad, cache_id=info.id)
+    assert not (tmp_path / "m3.onnx").exists()
     assert out2.runtime_cache is not None and out2.runtime_cache.read_bytes() == b"CACHE" * 100
 
 
