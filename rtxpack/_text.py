@@ -12,6 +12,7 @@ __all__ = [
     "NOT_PRINTABLE",
     "is_printable",
     "shorten",
+    "shown",
     "size_text",
     "terminal_safe",
     "utc_now",
@@ -26,6 +27,12 @@ def shorten(value: object, limit: int = 60) -> object:
     if isinstance(value, str) and len(value) > limit:
         return value[: limit - 3] + "..."
     return value
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: any value from outside, quoted in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

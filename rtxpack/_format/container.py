@@ -50,6 +50,7 @@ from .._exceptions import (
     UnsupportedVersionError,
     attach_path,
 )
+from .._text import shown
 from .manifest import CODECS, DEFAULT_LIMITS, Limits, Manifest, Section
 from .migrations import STEPS, upgrade_manifest
 
@@ -778,7 +779,7 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
             max_ext_len=4 * limits.max_string,
         )
     except _Duplicate as dup:
-        key = _shown(dup.args[0])
+        key = shown(dup.args[0])
         raise DamagedBundleError(
             f"{where}: the manifest holds a map with the key {key} more than once; "
             "the bundle is damaged or hostile"
@@ -786,7 +787,7 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
     except Exception as exc:  # msgpack raises several types; all mean a bad manifest
         raise DamagedBundleError(
             f"{where}: the manifest is not valid msgpack within rtxpack's limits "
-            f"({type(exc).__name__}: {_shown(str(exc))}; at most {limits.max_array} items per "
+            f"({type(exc).__name__}: {shown(str(exc))}; at most {limits.max_array} items per "
             f"array, {limits.max_map} entries per map, {4 * limits.max_string} bytes per "
             "string); the bundle is damaged or hostile"
         ) from None
@@ -796,11 +797,6 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
             f"{where}: invalid bundle manifest: {bad}; the bundle is damaged or hostile"
         )
     return data
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_not_plain(root: Any, limits: Limits) -> str | None:
@@ -816,7 +812,7 @@ def _first_not_plain(root: Any, limits: Limits) -> str | None:
                 return _at(root, value, f"data nested at most {max_depth} levels deep")
             for k, v in value.items():
                 if type(k) is not str:
-                    return _at(root, value, f"string map keys (found key {_shown(k)})")
+                    return _at(root, value, f"string map keys (found key {shown(k)})")
                 if len(k) > max_string:
                     return _at(root, value, f"keys of at most {max_string} code points")
                 stack.append((v, depth + 1))
@@ -837,7 +833,7 @@ def _first_not_plain(root: Any, limits: Limits) -> str | None:
 
 def _at(root: Any, target: Any, expected: str) -> str:
     path = _path_to(root, target, "", 0) or "manifest"
-    return f"{path or 'manifest'} is {_shown(target)}, expected {expected}"
+    return f"{path or 'manifest'} is {shown(target)}, expected {expected}"
 
 
 def _path_to(node: Any, target: Any, path: str, depth: int) -> str | None:

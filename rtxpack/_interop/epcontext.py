@@ -46,7 +46,7 @@ from .._format.manifest import (
     _check_profiles,
 )
 from .._strategy import CudaGraphStrategy, RuntimeStrategy
-from .._text import is_printable, utc_now
+from .._text import is_printable, shown, utc_now
 from .._version import __version__
 from .torch_tensorrt import PLATFORMS
 
@@ -384,11 +384,6 @@ def _bad(where: str, found: str, expected: str) -> ImportFormatError:
     )
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _open_without_links(path: Path, flags: int) -> int:
     """Open an absolute path that has no links, one component at a time, refusing a link that
     appears in any component between a check and this open (where ``dir_fd`` is supported)."""
@@ -533,9 +528,9 @@ def _text(value: Any, where: str, limit: int) -> str:
         except UnicodeDecodeError:
             raise _bad(where, "bytes that are not UTF-8", "text") from None
     if not isinstance(value, str) or len(value) > limit:
-        raise _bad(where, _shown(value), f"text of at most {limit} characters")
+        raise _bad(where, shown(value), f"text of at most {limit} characters")
     if "\x00" in value:
-        raise _bad(where, _shown(value), "text without NUL characters")
+        raise _bad(where, shown(value), "text without NUL characters")
     return value
 
 
@@ -608,18 +603,18 @@ def _safe_relative(value: str, where: str) -> PurePosixPath:
     if value.startswith(("/", "\\")) or _WINDOWS_ABSOLUTE.match(value):
         raise _bad(
             where,
-            f"the absolute path {_shown(value)}",
+            f"the absolute path {shown(value)}",
             "a path relative to the model's folder (the provider refuses absolute paths too)",
         )
     parts = [p for p in re.split(r"[\\/]+", value) if p not in ("", ".")]
     if ".." in parts:
         raise _bad(
             where,
-            f"the path {_shown(value)} with '..'",
+            f"the path {shown(value)} with '..'",
             "a file inside the model's folder (the provider refuses '..' too)",
         )
     if not parts or not all(map(is_printable, parts)):
-        raise _bad(where, _shown(value), "a printable relative file path")
+        raise _bad(where, shown(value), "a printable relative file path")
     return PurePosixPath(*parts)
 
 
@@ -701,14 +696,14 @@ def _signature(
 
     def spec(name: str, role: str) -> TensorSpec:
         if name not in known:
-            raise _bad(where, f"{role} {_shown(name)} with no declared type", "typed graph I/O")
+            raise _bad(where, f"{role} {shown(name)} with no declared type", "typed graph I/O")
         return _tensor(onnx, known[name], f"{where} {role}", limits)
 
     names = [*node.input, *node.output]
     if "" in names or len(set(names)) != len(names):
         raise _bad(
             where,
-            f"inputs {_shown(list(node.input))} and outputs {_shown(list(node.output))}",
+            f"inputs {shown(list(node.input))} and outputs {shown(list(node.output))}",
             "distinct, non-empty names: each is one I/O tensor of the engine",
         )
     return (
@@ -756,10 +751,10 @@ def _engine_extras(
         raise _bad(here, type(extra).__name__, "a JSON object")
     name = extra.get("engine")
     if name is not None and not _bundle_name(name):
-        raise _bad(here, f"engine name {_shown(name)}", "1 to 256 printable characters")
+        raise _bad(here, f"engine name {shown(name)}", "1 to 256 printable characters")
     platform = extra.get("platform")
     if platform is not None and platform not in PLATFORMS:
-        raise _bad(here, f"platform {_shown(platform)}", "one of " + ", ".join(PLATFORMS))
+        raise _bad(here, f"platform {shown(platform)}", "one of " + ", ".join(PLATFORMS))
     manifest_limits = Limits(max_io_tensors=limits.max_io_tensors, max_rank=limits.max_rank)
     raw_profiles = extra.get("profiles", [])
     if not isinstance(raw_profiles, list) or len(raw_profiles) > manifest_limits.max_profiles:
@@ -767,7 +762,7 @@ def _engine_extras(
     profiles: list[dict[str, ShapeRange]] = []
     for i, prof in enumerate(raw_profiles):
         if not isinstance(prof, dict):
-            raise _bad(here, f"profile {i} {_shown(prof)}", "ranges for the node's inputs")
+            raise _bad(here, f"profile {i} {shown(prof)}", "ranges for the node's inputs")
         try:
             profiles.append(
                 {
@@ -787,12 +782,12 @@ def _engine_extras(
         try:
             strategy = RuntimeStrategy.from_dict(extra["strategy"])
         except Exception as exc:  # InvalidArgumentError, or a non-map
-            raise _bad(here, f"strategy {_shown(extra['strategy'])}", str(exc)[:200]) from None
+            raise _bad(here, f"strategy {shown(extra['strategy'])}", str(exc)[:200]) from None
     trt_version = extra.get("trt_version")
     if trt_version is not None and (
         not isinstance(trt_version, str) or not VERSION_RE.fullmatch(trt_version)
     ):
-        raise _bad(here, f"trt_version {_shown(trt_version)}", "a version like 1.7.1.116")
+        raise _bad(here, f"trt_version {shown(trt_version)}", "a version like 1.7.1.116")
     return _Extras(name, tuple(profiles), strategy, platform, trt_version)
 
 
@@ -809,7 +804,7 @@ def _plain_name(value: str, where: str) -> None:
     ):
         raise _bad(
             f"{where} partition_name",
-            _shown(value),
+            shown(value),
             "a plain file name (the provider names its runtime cache file after it; separators "
             "or '..' would make it write outside nv_runtime_cache_path)",
         )
@@ -837,21 +832,21 @@ def _nodes(onnx: Any, model: Any, path: Path, limits: EpContextLimits) -> list[_
     if others:
         raise _bad(
             where,
-            f"nodes other than EPContext ({_shown(', '.join(others), 120)})",
+            f"nodes other than EPContext ({shown(', '.join(others), 120)})",
             "a model compiled whole by the TensorRT-RTX provider; a partly compiled model (some "
             "nodes left to other providers) is more than a bundle of engines can hold",
         )
     extras = _extras(model, limits)
     out: list[_Node] = []
     for i, n in enumerate(nodes):
-        here = f"{path.name} node {i} ({_shown(n.name, 40)})"
+        here = f"{path.name} node {i} ({shown(n.name, 40)})"
         if n.domain != EPCONTEXT_DOMAIN:
-            raise _bad(here, f"domain {_shown(n.domain)}", f"{EPCONTEXT_DOMAIN!r}")
+            raise _bad(here, f"domain {shown(n.domain)}", f"{EPCONTEXT_DOMAIN!r}")
         attrs = _attributes(onnx, n, here, limits)
         if attrs.source and _SOURCE_KEY not in re.sub(r"[^a-z0-9]", "", attrs.source.lower()):
             raise _bad(
                 here,
-                f"source {_shown(attrs.source)}",
+                f"source {shown(attrs.source)}",
                 f"{EP_NAME} (this node holds another execution provider's context)",
             )
         if not attrs.context:
