@@ -69,6 +69,7 @@ from ._progress import Progress
 from ._save import EngineSpec, save
 from ._signing import PrivateKey, PublicKey, Signer, TrustPolicy, TrustReport, generate_key
 from ._signing.bundle import sign
+from ._source import drop_source
 from ._strategy import AllocationStrategy, CudaGraphStrategy, DynamicShapesStrategy, RuntimeStrategy
 from ._upgrade.migrate import migrate
 from ._upgrade.rebuild import rebuild
@@ -144,6 +145,7 @@ __all__ = [
     "__version__",
     "add_cache",
     "check",
+    "drop_source",
     "export_epcontext",
     "generate_key",
     "import_epcontext",

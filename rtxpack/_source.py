@@ -28,6 +28,7 @@ __all__ = [
     "GRAPH_NAME",
     "OnnxSource",
     "check_location",
+    "drop_source",
     "equal_dims",
     "external_locations",
     "load_graph",
@@ -218,3 +219,42 @@ def materialized(bundle: Any, info: Any) -> Iterator[Path]:
         yield graph
     finally:
         shutil.rmtree(graph.parent, ignore_errors=True)
+
+
+def drop_source(
+    bundle_path: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    engines: Iterable[str] | None = None,
+) -> int:
+    """Write the bundle without the ONNX source (graph and external data) of ``engines`` (all by
+    default); ``output`` defaults to rewriting it in place. Returns the bytes removed.
+
+    The ``source_digest`` stays, so the bundle still says which model it was built from; what is
+    lost is the ONNX Runtime fallback, ``verify --run`` without a GPU, and ``rebuild``.
+    """
+    from dataclasses import replace
+
+    from ._format import container
+
+    src_path = Path(bundle_path)
+    with container.rewriting(src_path, Path(output) if output else src_path) as (src, writer):
+        manifest = src.manifest
+        names = list(engines) if engines is not None else [e.name for e in manifest.engines]
+        chosen = {manifest.engine(n).name for n in names}
+        skip: set[int] = set()
+        for e in manifest.engines:
+            if e.name in chosen and e.source is not None:
+                skip.add(e.source)
+                skip.update(e.source_data)
+        removed = sum(manifest.sections[i].length for i in skip)
+        kept = replace(
+            manifest,
+            engines=tuple(
+                replace(e, source=None, source_data=()) if e.name in chosen else e
+                for e in manifest.engines
+            ),
+        )
+        index = writer.copy_all(src, skip=skip)
+        writer.finish(kept.renumbered(index, tuple(writer.sections)))
+    return removed

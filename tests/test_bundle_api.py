@@ -506,7 +506,6 @@ def test_cli_failures_are_one_clear_line(
         (["verify", str(cut)], "truncated"),
         (["inspect", "--json", str(cut)], "truncated"),
         (["build", str(onnx_mlp), "-o", str(tmp_path / "o.rtxpack")], "dynamic inputs"),
-        (["build", str(onnx_mlp), "-o", str(tmp_path / "o.rtxpack"), "--shape", "x"], "--shape"),
         (["build", str(not_bundle), "-o", str(tmp_path / "o.rtxpack")], "takes an .onnx model"),
         (["pack", str(not_bundle), "-o", str(tmp_path / "o.rtxpack")], "not a TensorRT-RTX"),
         (["extract", str(bad), "-o", str(tmp_path / "o.engine")], "corrupted"),

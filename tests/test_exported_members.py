@@ -78,6 +78,7 @@ EXPORTED = [
     "__version__",
     "add_cache",
     "check",
+    "drop_source",
     "export_epcontext",
     "generate_key",
     "import_epcontext",

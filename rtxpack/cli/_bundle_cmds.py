@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import _bundle, _save, _text
+from .._build.engine import parse_compute_capabilities
+from .._build.options import BuildOptions, TilingLevel
 from .._exceptions import InvalidArgumentError
 from .._strategy import (
     AllocationStrategy,
@@ -16,6 +18,7 @@ from .._strategy import (
     DynamicShapesStrategy,
     RuntimeStrategy,
 )
+from ._progress import progress_for, trt_log_to_stderr
 
 
 def parse_dims(text: str, what: str) -> tuple[int, ...]:
@@ -55,6 +58,97 @@ def shapes_from_args(values: list[str] | None) -> dict[str, Any] | None:
     return out
 
 
+def _shape_type(text: str) -> tuple[str, tuple[tuple[int, ...], ...]]:
+    """argparse ``type=`` for ``--shape``: a bad one is a usage error (exit 2)."""
+    try:
+        return parse_shape_arg(text)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _ShapeAction(argparse.Action):
+    """``--shape`` adds an input's range to the current profile; giving one input twice in one
+    profile is a usage error (``--profile`` starts the next profile)."""
+
+    def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
+        profiles = ns.profiles if ns.profiles is not None else [{}]
+        name, rng = value
+        if name in profiles[-1]:
+            raise argparse.ArgumentError(
+                self,
+                f"{name!r} given twice in profile {len(profiles) - 1}; give each input once per "
+                "profile, and start another optimization profile with --profile",
+            )
+        profiles[-1][name] = rng
+        ns.profiles = profiles
+
+
+class _ProfileAction(argparse.Action):
+    """``--profile`` starts another optimization profile (the ``--shape`` options after it)."""
+
+    def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
+        profiles = ns.profiles if ns.profiles is not None else [{}]
+        if profiles[-1]:
+            profiles.append({})
+        ns.profiles = profiles
+
+
+def _cc_type(text: str) -> str:
+    try:
+        (cc,) = parse_compute_capabilities([text]) or ()
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return cc
+
+
+def _count_type(hi: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to {hi}")
+        return value
+
+    return parse
+
+
+def _budget_type(text: str) -> int | str:
+    if text.lower() == "auto":
+        return "auto"
+    return int(_count_type(2**50)(text))
+
+
+def samples_from_arg(value: str | None) -> Any:
+    """``--samples random`` or a ``.npz`` / ``.safetensors`` file of input arrays."""
+    if value is None:
+        return None
+    if value == "random":
+        return "random"
+    path = Path(value)
+    if not path.is_file():
+        raise InvalidArgumentError(
+            f"--samples {value}: no such file; give 'random' or a .npz / .safetensors file of "
+            "input arrays by input name"
+        )
+    if path.suffix.lower() == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except Exception as exc:
+            raise InvalidArgumentError(f"--samples {value}: not a readable .npz ({exc})") from None
+    if path.suffix.lower() == ".safetensors":
+        from .._tensors import decode
+
+        return decode(path.read_bytes(), f"--samples {value}")
+    raise InvalidArgumentError(
+        f"--samples {value}: expected 'random', a .npz or a .safetensors file"
+    )
+
+
 def add_strategy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dynamic-shapes-strategy",
@@ -71,6 +165,12 @@ def add_strategy_args(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in AllocationStrategy],
         help="execution context memory allocation (default static)",
     )
+    p.add_argument(
+        "--weight-streaming-budget",
+        type=_budget_type,
+        metavar="BYTES|auto",
+        help="for weight-streaming engines: bytes of weights kept on the GPU, or auto",
+    )
 
 
 def strategy_from_args(args: argparse.Namespace) -> RuntimeStrategy:
@@ -78,6 +178,7 @@ def strategy_from_args(args: argparse.Namespace) -> RuntimeStrategy:
         dynamic_shapes_kernel_specialization_strategy=args.dynamic_shapes_strategy,
         cuda_graph_strategy=args.cuda_graph_strategy,
         execution_context_allocation_strategy=args.allocation_strategy,
+        weight_streaming_budget=args.weight_streaming_budget,
     )
 
 
@@ -100,17 +201,32 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"{args.model}: `rtxpack build` takes an .onnx model; for an engine use `rtxpack pack`"
         )
-    out = _save.save(
-        args.model,
-        args.output,
-        shapes=shapes_from_args(args.shape),
-        strategy=strategy_from_args(args),
-        compute_capabilities=args.cc or None,
-        include_source=not args.no_source,
-        metadata=metadata_from_args(args.meta),
-        name=args.name,
-        progress=None if args.quiet else print_progress,
+    options = BuildOptions(
+        weight_streaming=args.weight_streaming,
+        tiling_optimization_level=args.tiling_optimization_level,
+        l2_limit_for_tiling=args.l2_limit_for_tiling,
+        max_aux_streams=args.max_aux_streams,
     )
+    if args.profiles and len(args.profiles) > 1 and not args.profiles[-1]:
+        print("rtxpack build: error: --profile needs --shape options after it", file=sys.stderr)
+        return 2
+    profiles = [p for p in (args.profiles or []) if p]
+    samples = samples_from_arg(args.samples)
+    with progress_for(args.quiet) as progress, trt_log_to_stderr(args.verbose):
+        out = _save.save(
+            args.model,
+            args.output,
+            shapes=profiles or None,
+            strategy=strategy_from_args(args),
+            compute_capabilities=args.cc or None,
+            build_options=options,
+            platform=args.platform,
+            include_source=not args.no_source,
+            samples=samples,
+            metadata=metadata_from_args(args.meta),
+            name=args.name,
+            progress=progress,
+        )
     print(f"wrote {out} ({size_text(out.stat().st_size)})")
     return 0
 
@@ -153,6 +269,41 @@ def _dims(shape: Any) -> str:
     return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
+def _or_default(value: Any) -> str:
+    return "default" if value is None else str(value)
+
+
+def _source_cost(e: dict[str, Any], sections: list[Any], file_size: int) -> str:
+    """``ONNX graph 5 KiB + 2 data files 3.0 GiB = 3.0 GiB (50% of the bundle)``."""
+    graph = sections[e["source"]]["size"]
+    data = [sections[i]["size"] for i in e.get("source_data", [])]
+    stored = sections[e["source"]]["length"] + sum(
+        sections[i]["length"] for i in e.get("source_data", [])
+    )
+    text = f"ONNX graph {size_text(graph)}"
+    if data:
+        files = "1 data file" if len(data) == 1 else f"{len(data)} data files"
+        text += f" + {files} {size_text(sum(data))}"
+    share = 100 * stored / max(file_size, 1)
+    return (
+        f"{text}; {size_text(stored)} stored, {share:.0f}% of the bundle "
+        "(rtxpack drop-source removes it; fallback, verify --run and rebuild need it)"
+    )
+
+
+def _tree_text(node: Any, names: list[str]) -> str:
+    """An output tree as Python-like text: ``{'logits': logits, 'aux': (aux.0, aux.1)}``."""
+    if isinstance(node, int):
+        return names[node] if node < len(names) else "?"
+    ((kind, body),) = node.items()
+    if kind == "none":
+        return "None"
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {_tree_text(v, names)}" for k, v in body) + "}"
+    inner = ", ".join(_tree_text(v, names) for v in body)
+    return f"[{inner}]" if kind == "list" else f"({inner}{',' if len(body) == 1 else ''})"
+
+
 def render_summary(data: dict[str, Any], path: str) -> str:
     """The human-readable form of ``rtxpack.inspect``."""
     sections = data["sections"]
@@ -171,11 +322,25 @@ def render_summary(data: dict[str, Any], path: str) -> str:
             f"  targets   CC {ccs}" + (" (+ newer GPUs via PTX)" if e["hardware_portable"] else "")
         )
         st = e["strategy"]
+        budget = st.get("weight_streaming_budget")
         lines.append(
             f"  strategy  dynamic shapes: {st['dynamic_shapes_kernel_specialization_strategy']}"
             f" | CUDA graphs: {st['cuda_graph_strategy']}"
             f" | allocation: {st['execution_context_allocation_strategy']}"
+            + ("" if budget is None else f" | weight streaming budget: {budget}")
         )
+        opts = e.get("build_options")
+        if opts is not None:
+            lines.append(
+                f"  built     weight streaming: {'yes' if opts['weight_streaming'] else 'no'}"
+                f" | tiling: {opts['tiling_optimization_level']}"
+                + (
+                    ""
+                    if opts.get("l2_limit_for_tiling") is None
+                    else f" (L2 limit {size_text(opts['l2_limit_for_tiling'])})"
+                )
+                + f" | aux streams: {_or_default(opts.get('max_aux_streams'))}"
+            )
         if not e["inputs"] and not e["outputs"]:
             lines.append("  I/O       not recorded (packed engine; read from the engine on a GPU)")
         for t in e["inputs"]:
@@ -189,13 +354,18 @@ def render_summary(data: dict[str, Any], path: str) -> str:
                 f"  input     {t['name']}  {t['dtype']}  [{', '.join(map(str, t['shape']))}]"
                 + (f"  {ranges}" if ranges else "")
             )
+        for group in e.get("equal_dims", []):
+            lines.append("  equal     " + " = ".join(f"{n} dim {d}" for n, d in group))
         for t in e["outputs"]:
             lines.append(
                 f"  output    {t['name']}  {t['dtype']}  [{', '.join(map(str, t['shape']))}]"
             )
+        if e.get("output_tree") is not None:
+            lines.append(
+                f"  returns   {_tree_text(e['output_tree'], [t['name'] for t in e['outputs']])}"
+            )
         if e.get("source") is not None:
-            src = sections[e["source"]]
-            lines.append(f"  source    ONNX, {size_text(src['size'])} ({src['digest'][:19]}...)")
+            lines.append("  source    " + _source_cost(e, sections, data["file_size"]))
         elif e.get("source_digest"):
             lines.append(f"  source    not included ({e['source_digest'][:19]}...)")
         if e.get("samples") is not None:
@@ -284,28 +454,87 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drop_source(args: argparse.Namespace) -> int:
+    from .._source import drop_source
+
+    removed = drop_source(args.bundle, output=args.output, engines=args.engine or None)
+    target = args.output or args.bundle
+    print(f"wrote {target} without the ONNX source ({size_text(removed)} less)")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("build", help="build an ONNX model into a bundle (CPU-only)")
     p.add_argument("model", help="the .onnx model")
     p.add_argument("-o", "--output", required=True, help="the bundle to write")
     p.add_argument(
         "--shape",
-        action="append",
+        dest="profiles",
+        action=_ShapeAction,
+        type=_shape_type,
         metavar="NAME=MIN:OPT:MAX",
-        help="shapes of a dynamic input, e.g. x=1x3x224x224:8x3x224x224:32x3x224x224",
+        help="shapes of a dynamic input in the current profile, e.g. "
+        "x=1x3x224x224:8x3x224x224:32x3x224x224 (once per input and profile)",
+    )
+    p.add_argument(
+        "--profile",
+        dest="profiles",
+        action=_ProfileAction,
+        nargs=0,
+        help="start another optimization profile: the --shape options after it belong to it",
     )
     p.add_argument(
         "--cc",
         action="append",
+        type=_cc_type,
         metavar="X.Y",
         help="target compute capability (repeatable; default: all RTX GPUs + PTX)",
+    )
+    p.add_argument(
+        "--platform",
+        choices=["linux", "windows"],
+        help="the platform the engine is for (default: this one; Windows engines build on Linux)",
+    )
+    p.add_argument(
+        "--samples",
+        metavar="random|FILE",
+        help="store sample inputs (random ones in the first profile's opt shapes, or a .npz / "
+        ".safetensors file of arrays by input name) and ONNX Runtime's outputs for them, for "
+        "`rtxpack verify --run`",
+    )
+    p.add_argument("--weight-streaming", action="store_true", help="build for weight streaming")
+    p.add_argument(
+        "--tiling-optimization-level",
+        choices=[m.value for m in TilingLevel],
+        default="none",
+        help="L2 tiling search effort (default none)",
+    )
+    p.add_argument(
+        "--l2-limit-for-tiling", type=_count_type(2**40), metavar="BYTES", help="L2 budget"
+    )
+    p.add_argument("--max-aux-streams", type=_count_type(64), metavar="N", help="auxiliary streams")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="TensorRT-RTX's log on stderr (-v: info, -vv: verbose)",
     )
     p.add_argument("--name", default="main", help="engine name (default main)")
     p.add_argument("--no-source", action="store_true", help="do not store the ONNX model")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="user metadata")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_strategy_args(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "drop-source",
+        help="remove the ONNX source (and its weights) from a bundle; the engines stay",
+    )
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", help="write here instead of rewriting the bundle in place")
+    p.add_argument("--engine", action="append", help="only this engine's source (repeatable)")
+    p.set_defaults(func=cmd_drop_source)
 
     p = sub.add_parser("pack", help="pack a serialized TensorRT-RTX engine into a bundle")
     p.add_argument("engine", help="the engine file")

@@ -6,12 +6,15 @@ steps when the phase has a known number, else a spinner; messages print above th
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from .._progress import Progress
 
-__all__ = ["TerminalProgress", "progress_for"]
+__all__ = ["TerminalProgress", "progress_for", "trt_log_to_stderr"]
 
 
 class TerminalProgress(Progress):
@@ -84,3 +87,23 @@ def progress_for(quiet: bool, stream: Any = None) -> TerminalProgress | _Quiet:
     if quiet or not getattr(stream, "isatty", lambda: False)():
         return _Quiet()
     return TerminalProgress()
+
+
+@contextlib.contextmanager
+def trt_log_to_stderr(verbosity: int) -> Iterator[None]:
+    """``-v``: TensorRT-RTX's log (the ``rtxpack.tensorrt_rtx`` logger) on stderr at INFO;
+    ``-vv``: also its verbose messages (DEBUG). Nothing without ``-v``."""
+    if verbosity <= 0:
+        yield
+        return
+    log = logging.getLogger("rtxpack.tensorrt_rtx")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tensorrt_rtx %(levelname)s: %(message)s"))
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)

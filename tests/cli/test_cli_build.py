@@ -1,0 +1,147 @@
+"""``rtxpack build`` says what the API can: several profiles, samples, platform, builder options,
+usage errors exit 2 before any work; ``drop-source``; progress and the TensorRT-RTX log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rtxpack
+from rtxpack.cli import main
+
+pytest.importorskip("onnxruntime")
+
+
+def _build(onnx_mlp: Path, out: Path, *extra: str) -> int:
+    return main(["build", str(onnx_mlp), "-o", str(out), *extra])
+
+
+def test_several_profiles_samples_and_verify_run(
+    tmp_path: Path, onnx_mlp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.rtxpack"
+    argv = ["--shape", "x=1x16:2x16:4x16", "--profile", "--shape", "x=5x16:8x16:16x16"]
+    assert _build(onnx_mlp, out, *argv, "--samples", "random", "-q") == 0
+    with rtxpack.open(out) as b:
+        info = b.manifest.engine()
+        assert [p["x"].max for p in info.profiles] == [(4, 16), (16, 16)]
+        samples = b.read_samples()
+        assert samples is not None and samples["inputs"]["x"].shape == (2, 16)  # opt of profile 0
+        assert set(samples["outputs"]) == {"y"}  # computed by ONNX Runtime on the source
+    assert main(["verify", "--run", "--device", "cpu", str(out)]) == 0
+    assert "all 1 output(s) match" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["npz", "safetensors"])
+def test_samples_from_a_file(tmp_path: Path, onnx_mlp: Path, kind: str) -> None:
+    x = np.random.default_rng(5).standard_normal((3, 16)).astype(np.float32)
+    path = tmp_path / f"s.{kind}"
+    if kind == "npz":
+        np.savez(path, x=x)
+    else:
+        from rtxpack._tensors import encode
+
+        path.write_bytes(encode({"x": x}))
+    out = tmp_path / "s.rtxpack"
+    assert _build(onnx_mlp, out, "--shape", "x=1x16:4x16:8x16", "--samples", str(path)) == 0
+    with rtxpack.open(out) as b:
+        samples = b.read_samples()
+        assert samples is not None
+        np.testing.assert_array_equal(samples["inputs"]["x"], x)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--shape", "x=1x16:4x16:8x16", "--shape", "x=1x16"], "'x' given twice in profile 0"),
+        (["--shape", "x=1y16"], "is not a shape"),
+        (["--shape", "x"], "expected NAME=MIN:OPT:MAX"),
+        (["--cc", "9.0"], "not a TensorRT-RTX target"),
+        (["--platform", "macos"], "invalid choice"),
+        (["--max-aux-streams", "-1"], "from 0 to 64"),
+        (["--weight-streaming-budget", "lots"], "whole number"),
+        (["--shape", "x=1x16:4x16:8x16", "--profile"], "--profile needs --shape"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_work(
+    tmp_path: Path,
+    onnx_mlp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setattr("rtxpack._save.save", lambda *a, **k: pytest.fail("built anyway"))
+    try:
+        status = _build(onnx_mlp, tmp_path / "o.rtxpack", *argv)
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_platform_and_builder_options_show_in_inspect(
+    tmp_path: Path, onnx_mlp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "w.rtxpack"
+    argv = ["--shape", "x=1x16:4x16:8x16", "--platform", "windows", "--weight-streaming"]
+    argv += ["--tiling-optimization-level", "moderate", "--max-aux-streams", "2"]
+    argv += ["--weight-streaming-budget", "auto", "-q"]
+    assert _build(onnx_mlp, out, *argv) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "windows_x86_64" in text
+    assert "weight streaming: yes | tiling: moderate | aux streams: 2" in text
+    assert "weight streaming budget: auto" in text
+    assert "ONNX graph" in text and "drop-source" in text
+
+
+def test_drop_source_keeps_the_engine_and_the_digest(
+    tmp_path: Path, onnx_mlp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d.rtxpack"
+    assert _build(onnx_mlp, out, "--shape", "x=1x16:4x16:8x16", "-q") == 0
+    with rtxpack.open(out) as b:
+        before = b.manifest.engine()
+        engine = bytes(b.read_engine())
+    assert main(["drop-source", str(out)]) == 0
+    assert "without the ONNX source" in capsys.readouterr().out
+    with rtxpack.open(out) as b:
+        after = b.manifest.engine()
+        assert after.source is None and after.source_data == ()
+        assert after.source_digest == before.source_digest
+        assert bytes(b.read_engine()) == engine
+        assert {s.kind for s in b.manifest.sections} == {"engine"}
+        b.verify()
+
+
+def test_progress_is_quiet_off_a_terminal_and_v_shows_the_tensorrt_log(
+    tmp_path: Path, onnx_mlp: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert _build(onnx_mlp, tmp_path / "a.rtxpack", "--shape", "x=1x16:4x16:8x16") == 0
+    assert capfd.readouterr().err == ""  # stderr is not a terminal here: no bars, no lines
+    assert _build(onnx_mlp, tmp_path / "b.rtxpack", "--shape", "x=1x16:4x16:8x16", "-v") == 0
+    assert "tensorrt_rtx INFO:" in capfd.readouterr().err
+
+
+def test_terminal_progress_draws_tensorrt_phases() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rtxpack.cli._progress import TerminalProgress
+
+    buffer = io.StringIO()
+    bars: Any = TerminalProgress(Console(file=buffer, force_terminal=True, width=100))
+    with bars:
+        bars.phase_start("Building engine", None, 3)
+        bars.phase_start("Compiling", "Building engine", 0)
+        bars.step("Building engine", 0)
+        bars.message("main: writing the engine")
+        bars.phase_finish("Compiling")
+        bars.phase_finish("Building engine")
+    assert "main: writing the engine" in buffer.getvalue()
