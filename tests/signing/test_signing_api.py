@@ -174,3 +174,31 @@ def test_cli_says_which_signature_a_rewrite_drops(
         assert main(["cache", "remove", str(bundle), cache.id]) == 0
     err = capsys.readouterr().err
     assert f"rtxpack: warning: dropped signature 'caches-{prewarmer.key_id[:16]}'" in err
+
+
+def test_cli_check_reports_signatures(
+    bundle: Path,
+    builder: rtxpack.PrivateKey,
+    stranger: rtxpack.PrivateKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rtxpack.sign(bundle, stranger)
+    (tmp_path / "builder.pub").write_bytes(builder.public_key.to_pem())
+    target = ["--trt-version", "1.7.1.116", "--cc", "8.9", "--driver", "580.95", "--os", "linux"]
+
+    def status_of_a(report: dict[str, Any]) -> str:
+        return str(next(v["status"] for v in report["engines"] if v["engine"] == "a"))
+
+    main(["check", str(bundle), *target, "--json"])  # engine b targets another GPU: exit 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert "signature.unchecked" in {f["code"] for f in report["findings"]}
+    assert status_of_a(report) in ("loads", "loads_cold")  # no policy: signers only listed
+    trust = ["--trust", str(tmp_path / "builder.pub")]
+    assert main(["check", str(bundle), *target, *trust, "--json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    codes = {f["code"] for f in report["findings"]}
+    assert {"signature.untrusted", "signature.refused"} <= codes
+    assert status_of_a(report) == "cannot_run"  # the policy refuses the bundle
+    assert main(["check", str(bundle), *target, *trust]) == 1
+    assert "signature.refused" in capsys.readouterr().out
