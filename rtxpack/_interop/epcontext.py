@@ -621,7 +621,9 @@ def _safe_relative(value: str, where: str) -> PurePosixPath:
 def _open_external(
     model_path: Path, rel: PurePosixPath, where: str, limits: EpContextLimits
 ) -> tuple[int, int]:
-    folder = model_path.resolve().parent
+    # The folder the model is in as named, as ONNX Runtime joins the path to it: a model that
+    # is a link to elsewhere does not bring the link target's folder's files along.
+    folder = Path(os.path.realpath(model_path.absolute().parent))
     candidate = folder.joinpath(*rel.parts)
     real = Path(os.path.realpath(candidate))
     if os.path.commonpath([str(folder), str(real)]) != str(folder):

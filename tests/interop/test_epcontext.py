@@ -664,6 +664,25 @@ def test_the_model_itself_may_be_a_link(tmp_path: Path, mlp_engine: bytes) -> No
         assert bytes(b.read_engine()) == mlp_engine
 
 
+def test_a_linked_model_reads_external_engines_from_the_links_folder(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    """ONNX Runtime joins ep_cache_context to the folder of the model path it was given; so
+    does import, so a link to a model elsewhere never reads the files beside its target."""
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir()
+    here.mkdir()
+    (elsewhere / "e.engine").write_bytes(mlp_engine)
+    _save(_model([_ctx("e.engine")]), elsewhere / "m.onnx")
+    (here / "m.onnx").symlink_to(elsewhere / "m.onnx")
+    with pytest.raises(ImportFormatError, match=f"e.engine is not in {here}"):
+        import_epcontext(here / "m.onnx", here / "b.rtxpack")
+    assert not (here / "b.rtxpack").exists()
+    (here / "e.engine").write_bytes(mlp_engine[:-1] + b"!")
+    with rtxpack.open(import_epcontext(here / "m.onnx", here / "b.rtxpack")) as b:
+        assert bytes(b.read_engine()) == mlp_engine[:-1] + b"!"
+
+
 # ---------------------------------------------------------------------------------------------
 # Protobuf bombs: bounded before protobuf expands them
 
