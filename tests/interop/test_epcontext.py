@@ -886,3 +886,37 @@ def test_onnx_runtime_without_the_provider_says_which_provider_the_model_needs(
     with pytest.raises(Exception, match="NvTensorRTRTXExecutionProvider") as exc:
         ort.InferenceSession(str(out.model), providers=["CPUExecutionProvider"])
     assert "EPContext" in str(exc.value)
+
+
+def test_oversized_files_are_refused_by_the_default_limits_without_reading(
+    tmp_path: Path, mlp_engine: bytes
+) -> None:
+    """Sparse files: a 64 GiB + 1 engine and a 2 GiB model are refused from their size alone."""
+    with open(tmp_path / "e.engine", "wb") as f:
+        f.write(mlp_engine)
+        f.truncate((64 << 30) + 1)
+    _refused(tmp_path, _model([_ctx("e.engine")]), "above the limit")
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as f:
+        f.truncate(2 << 30)
+    with pytest.raises(ImportFormatError, match="above the limit"):
+        import_epcontext(big, tmp_path / "o.rtxpack")
+
+
+@pytest.mark.parametrize(
+    ("version", "mask"), [((0, 0, 0), 0), ((255, 255, 255), 0xFF), ((1, 7, 1), 0x00)]
+)
+def test_engines_with_odd_header_fields_still_make_readable_bundles(
+    tmp_path: Path, mlp_engine: bytes, version: tuple[int, int, int], mask: int
+) -> None:
+    """The header is only sniffed (version and targets); odd values there are recorded as they
+    are, the bundle reads back, and check/load decide about them later."""
+    engine = bytearray(mlp_engine)
+    engine[24:27] = bytes(version)
+    engine[32] = mask
+    path = _save(_model([_ctx(bytes(engine))]), tmp_path / "m.onnx")
+    with rtxpack.open(import_epcontext(path, tmp_path / "b.rtxpack")) as b:
+        e = b.manifest.engine()
+        assert e.trt_version == ".".join(map(str, version))
+        assert bytes(b.read_engine()) == bytes(engine)
+        b.verify()
