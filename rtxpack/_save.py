@@ -369,8 +369,10 @@ def _write_engine(
                 ShapeWarning,
                 stacklevel=3,
             )
-        progress.message(f"{name}: exporting the torch module to ONNX")
+        phase = f"{name}: exporting the torch module to ONNX (torch.onnx.export)"
+        progress.phase_start(phase, None, 0)
         exported = export_torch(spec.source, ti, plan.profiles, spec.output_names)
+        progress.phase_finish(phase)
         split, tree = exported.split, exported.output_tree
         groups_all = equal_dims(load_graph_bytes(split.graph), exported.input_names)
         _check_equal_ranges(name, groups_all, plan.profiles)

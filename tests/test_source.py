@@ -204,3 +204,18 @@ def test_torch_export_above_the_large_model_threshold(
         module = rtxpack.load(out, device="cpu", fallback="onnxruntime")
     with torch.no_grad():
         torch.testing.assert_close(module(x), model(x))
+
+
+def test_extract_source_writes_the_data_files_beside_the_graph(
+    external_bundle: Path, tmp_path: Path
+) -> None:
+    from rtxpack.cli import main
+
+    out = tmp_path / "out" / "model.onnx"
+    out.parent.mkdir()
+    assert main(["extract", str(external_bundle), "--source", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["B", "W", "model.onnx"]
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(4).standard_normal((2, 16)).astype(np.float32)
+    (y,) = ort.InferenceSession(str(out)).run(None, {"x": x})
+    np.testing.assert_allclose(y, _reference(x), rtol=1e-5)

@@ -11,7 +11,8 @@ from typing import Any
 from .. import _bundle, _save, _text
 from .._build.engine import parse_compute_capabilities
 from .._build.options import BuildOptions, TilingLevel
-from .._exceptions import InvalidArgumentError
+from .._exceptions import DamagedBundleError, InvalidArgumentError
+from .._source import check_location
 from .._strategy import (
     AllocationStrategy,
     CudaGraphStrategy,
@@ -443,10 +444,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 b.read_file(args.file)  # raises, naming the files it has
             index = b.manifest.files[args.file]
         elif args.source:
-            source = b.manifest.engine(args.engine).source
-            if source is None:
+            info = b.manifest.engine(args.engine)
+            if info.source is None:
                 raise InvalidArgumentError(f"{args.bundle} does not include the model source")
-            index = source
+            index = info.source
+            # the external data files go beside the graph, under the names the graph gives them
+            folder = Path(args.output).parent
+            for i in info.source_data:
+                name = b.manifest.sections[i].name
+                try:
+                    check_location(name)
+                except ValueError:
+                    raise DamagedBundleError(
+                        f"source data section {name!r} is not a plain relative file name; the "
+                        "bundle is damaged or hostile",
+                        path=args.bundle,
+                    ) from None
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                b.extract(i, folder / name)
+                print(f"wrote {folder / name}")
         else:
             index = b.manifest.engine(args.engine).section
         b.extract(index, args.output)  # streamed: bounded memory whatever the section's size
