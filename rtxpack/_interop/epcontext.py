@@ -332,17 +332,9 @@ def _export(
     onnx.helper.set_model_props(model, {METADATA_KEY: _rtxpack_metadata(info, part)})
     blob = model.SerializeToString()
 
-    if cache_path is not None and not cache_path.parent.is_dir():
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create the runtime cache folder {cache_path.parent}: "
-                f"{exc.strerror or exc}; choose a folder you can write to",
-                path=cache_path.parent,
-            ) from None
     # Enter the model's writer first so that it is renamed last: a failure anywhere leaves no
-    # model that names a missing file, and no partial file at all.
+    # model that names a missing file, and no partial file at all (and an output folder that
+    # does not exist is refused before the cache folder is made).
     with contextlib.ExitStack() as stack:
         model_f = stack.enter_context(container.atomic_output(target))
         if not embed:
@@ -350,6 +342,14 @@ def _export(
         if source is not None and source_path is not None:
             stack.enter_context(container.atomic_output(source_path)).write(source)
         if cache_bytes is not None and cache_path is not None:
+            try:
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot create the runtime cache folder {cache_path.parent}: "
+                    f"{exc.strerror or exc}; choose a folder you can write to",
+                    path=cache_path.parent,
+                ) from None
             stack.enter_context(container.atomic_output(cache_path)).write(cache_bytes)
         model_f.write(blob)
     options: dict[str, str] = {}

@@ -170,6 +170,11 @@ def test_runtime_cache_is_written_where_the_provider_reads_it(
         with pytest.raises(rtxpack.OutputError):
             export_epcontext(bundle, tmp_path / "m3.onnx", runtime_cache_dir=bad, cache_id=info.id)
     assert not (tmp_path / "m3.onnx").exists()
+    # an output folder that does not exist: refused before the cache folder is made
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        export_epcontext(bundle, tmp_path / "no" / "m4.onnx", runtime_cache_dir=tmp_path / "rc4",
+                         cache_id=info.id)  # fmt: skip
+    assert not (tmp_path / "rc4").exists()
     assert out2.runtime_cache is not None and out2.runtime_cache.read_bytes() == b"CACHE" * 100
 
 
