@@ -1,8 +1,9 @@
 """THE cache-fit rule: does a runtime cache made in one environment load on a target?
 
 TensorRT-RTX loads a runtime cache only with the same TensorRT-RTX version (exactly; a target
-given as major.minor.patch matches every build of it), the same GPU model, OS family and CUDA
-driver major version, and a driver the same or newer than the one that made it. Unknown target
+given as major.minor.patch matches every build of it), the same GPU model, OS family, CUDA
+driver major version and Compute-in-Graphics (CiG) state of the CUDA context (since 1.6), and a
+driver the same or newer than the one that made it. Unknown target
 fields count as mismatches: a cache is only worth attaching when TensorRT-RTX will accept it.
 Choosing a prewarmed cache, reusing a local cache file, replacing a cache in a bundle and
 ``check`` all ask this module; nothing else restates the rule.
@@ -62,6 +63,12 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
             f"made on compute capability {env.compute_capability}, "
             f"target has {target.compute_capability}"
         )
+    if env.compute_in_graphics != target.compute_in_graphics:
+        reasons.append(
+            f"made in a CUDA context with Compute-in-Graphics {_on(env.compute_in_graphics)}, "
+            f"target runs with it {_on(target.compute_in_graphics)}; TensorRT-RTX loads a cache "
+            "only in a context of the same CiG state"
+        )
     if target.os is None or env.os != target.os:
         reasons.append(f"made on {env.os}, target runs {target.os or 'an unknown OS'}")
     if target.driver_version is None:
@@ -79,6 +86,10 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
                 f"{target.driver_version}; the driver must be the same or newer"
             )
     return reasons
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def _version_or_none(text: str) -> tuple[int, ...] | None:
@@ -117,6 +128,7 @@ def target_of(env: Environment) -> Target:
         driver_version=env.driver_version,
         os=env.os,
         gpu_name=env.gpu_name,
+        compute_in_graphics=env.compute_in_graphics,
     )
 
 

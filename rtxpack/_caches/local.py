@@ -54,14 +54,17 @@ _MAX_META = 64 * 1024
 # Where local cache files live
 
 
-def environment_key(target: Target) -> dict[str, str]:
-    return {
+def environment_key(target: Target) -> dict[str, Any]:
+    key: dict[str, Any] = {
         "trt_version": target.trt_version or "",
         "gpu_name": (target.gpu_name or "").strip(),
         "compute_capability": target.compute_capability or "",
         "driver_version": target.driver_version or "",
         "os": target.os or "",
     }
+    if target.compute_in_graphics:  # only when on: the files of ordinary contexts keep their names
+        key["compute_in_graphics"] = True
+    return key
 
 
 def local_cache_path(

@@ -26,6 +26,9 @@ class Target:
     #: The CUDA major version the target's TensorRT-RTX build was made for (12 or 13); it sets
     #: the oldest driver that works. ``local_target`` reads it from the installed wheel.
     cuda_major: int | None = None
+    #: Runs engines in a CUDA context with Compute-in-Graphics (CiG) enabled. rtxpack's loader
+    #: creates ordinary contexts (False); an application that shares a CiG context says True.
+    compute_in_graphics: bool = False
 
     def __post_init__(self) -> None:
         if self.trt_version is not None:
@@ -54,6 +57,7 @@ class Target:
             "gpu_name": self.gpu_name,
             "platform": self.platform,
             "cuda_major": self.cuda_major,
+            "compute_in_graphics": self.compute_in_graphics,
         }
 
     def environment(self) -> Environment | None:
@@ -67,4 +71,4 @@ class Target:
         )
         if any(p is None for p in parts):
             return None
-        return Environment(*parts)  # type: ignore[arg-type]
+        return Environment(*parts, compute_in_graphics=self.compute_in_graphics)  # type: ignore[arg-type]

@@ -346,6 +346,9 @@ class Environment:
     compute_capability: str
     driver_version: str
     os: str  # "linux" or "windows"
+    #: Made in a CUDA context with Compute-in-Graphics (CiG) enabled. TensorRT-RTX 1.6+ loads a
+    #: cache only in a context of the same CiG state; absent in older bundles: false (format 1.1).
+    compute_in_graphics: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -354,6 +357,7 @@ class Environment:
             "compute_capability": self.compute_capability,
             "driver_version": self.driver_version,
             "os": self.os,
+            "compute_in_graphics": self.compute_in_graphics,
         }
 
     @classmethod
@@ -369,6 +373,9 @@ class Environment:
                 _req(d, "driver_version", where), f"{where}.driver_version", limits
             ),
             os=_choice(_req(d, "os", where), f"{where}.os", OS_NAMES),
+            compute_in_graphics=_bool(
+                d.get("compute_in_graphics", False), f"{where}.compute_in_graphics"
+            ),
         )
 
 

@@ -65,6 +65,11 @@ def register(sub: Any) -> None:
     a.add_argument("--driver", required=True, metavar="V", help="CUDA driver, e.g. 580.65")
     a.add_argument("--os", required=True, metavar="|".join(OS_NAMES), help="linux or windows")
     a.add_argument(
+        "--cig",
+        action="store_true",
+        help="the cache was made in a CUDA context with Compute-in-Graphics enabled",
+    )
+    a.add_argument(
         "--shape",
         action="append",
         metavar="NAME=DIMS",
@@ -135,6 +140,7 @@ def _add(args: argparse.Namespace) -> int:
             compute_capability=args.cc,
             driver_version=args.driver,
             os=args.os,
+            compute_in_graphics=args.cig,
         )
     )
     blob = read_cache_arg(args.cache)

@@ -77,12 +77,18 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
         help="CUDA major version of the target's TensorRT-RTX build (default: this machine's, "
         "when the target runs the TensorRT-RTX release installed here; else unknown)",
     )
+    p.add_argument(
+        "--cig",
+        action="store_true",
+        help="the target runs engines in a CUDA context with Compute-in-Graphics enabled "
+        "(runtime caches must have been made in one)",
+    )
 
 
 def target_from_args(args: argparse.Namespace, here: Target) -> tuple[Target, frozenset[str], bool]:
     """(target, parts known to be missing, ask this machine's runtime?) from the flags."""
     given = [args.trt_version, args.cc, args.gpu, args.driver, args.os, args.cuda]
-    if all(v is None for v in given):
+    if all(v is None for v in given) and not args.cig:
         return here, missing_locally(here), gpu_usable(here)
     gpu_given = args.cc is not None or args.gpu is not None
     os_given = args.os is not None
@@ -98,6 +104,7 @@ def target_from_args(args: argparse.Namespace, here: Target) -> tuple[Target, fr
         gpu_name=args.gpu if gpu_given else here.gpu_name,
         platform=here.platform if not os_given or args.os == here.os else None,
         cuda_major=cuda,
+        compute_in_graphics=args.cig,
     )
     return target, frozenset(), False
 

@@ -37,6 +37,7 @@ HERE = target_of(ENV)
         ({"os": "windows"}, False),
         ({"compute_capability": "8.6"}, False),
         ({"gpu_name": None}, False),  # unknown counts as a mismatch for caches
+        ({"compute_in_graphics": True}, False),  # CiG state must match (TensorRT-RTX 1.6+)
     ],
 )
 def test_the_rule(change: dict[str, object], fits: bool) -> None:
@@ -45,6 +46,25 @@ def test_the_rule(change: dict[str, object], fits: bool) -> None:
     assert (cache_mismatches(ENV, target) == []) is fits
     if fits:
         assert could_fit(ENV, target)
+
+
+def test_the_cig_state_must_match_both_ways() -> None:
+    cig = replace(ENV, compute_in_graphics=True)
+    assert environment_fits(cig, replace(HERE, compute_in_graphics=True))
+    assert not environment_fits(cig, HERE)
+    (reason,) = cache_mismatches(cig, HERE)
+    assert "Compute-in-Graphics on, target runs with it off" in reason
+    assert target_of(cig).compute_in_graphics and not same_environment(cig, ENV)
+    # recorded in bundles and local files; absent (older bundles and files) means off
+    assert cig.to_dict()["compute_in_graphics"] is True
+    assert (
+        Environment.from_dict(
+            {k: v for k, v in cig.to_dict().items() if k != "compute_in_graphics"}, "e"
+        )
+        == ENV
+    )
+    assert environment_key(replace(HERE, compute_in_graphics=True)) != environment_key(HERE)
+    assert "compute_in_graphics" not in environment_key(HERE)  # old local file names unchanged
 
 
 def test_same_environment_is_mutual_fit() -> None:
@@ -66,7 +86,12 @@ def test_the_local_cache_follows_the_same_rule(tmp_path: Path) -> None:
     persist_runtime_cache(
         path, b"kernels", meta={"engine_digest": digest, "environment": environment_key(HERE)}
     )
-    for target in (HERE, replace(HERE, driver_version="580.95"), replace(HERE, os="windows")):
+    for target in (
+        HERE,
+        replace(HERE, driver_version="580.95"),
+        replace(HERE, os="windows"),
+        replace(HERE, compute_in_graphics=True),
+    ):
         expect = {"engine_digest": digest, "environment": environment_key(target)}
         if environment_fits(ENV, target):
             assert read_cache_file(path, expect=expect) == b"kernels"
