@@ -436,3 +436,16 @@ def test_files_and_section_kinds_pull_does_not_select_on_always_come(
         kinds = sorted(s.kind for s in bundle.manifest.sections)
         assert kinds == ["engine", "file", "x_future_kind"]
         assert bundle.read_file("labels.txt") == b"cat\ndog\n"
+
+
+def test_a_pull_pinned_by_digest_works_offline_from_the_store(
+    registry: RegistryServer, fleet_bundle: Path, tmp_path: Path
+) -> None:
+    pushed = push(fleet_bundle, registry.ref("fleet/offline:1"))
+    pull(pushed.reference, tmp_path / "a.rtxpack", target=target(*GPUS[0]))
+    registry.stop()
+    again = pull(pushed.reference, tmp_path / "b.rtxpack", target=target(*GPUS[0]))
+    assert again.downloaded == 0
+    assert sections_of(tmp_path / "a.rtxpack") == sections_of(tmp_path / "b.rtxpack")
+    with pytest.raises(RegistryConnectionError):  # a tag must be asked for: it may have moved
+        pull(registry.ref("fleet/offline:1"), tmp_path / "c.rtxpack", target=target(*GPUS[0]))
