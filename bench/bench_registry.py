@@ -270,6 +270,7 @@ def main() -> None:
             pull_s=pull_s,
             pull_rss=pull_rss,
             fetch_rss=fetch_rss,
+            base_rss=base_rss,
             device_bytes=device_bytes,
             manifest_bytes=manifest_bytes,
             config_bytes=config_bytes,
