@@ -207,3 +207,54 @@ def test_progress_gets_tensorrt_phases_and_the_log_goes_to_logging(
     assert {"message", "start", "step"} <= kinds
     assert any(parent is None for k, (name, parent, _) in ((k, v) for k, v in seen if k == "start"))
     assert any(r.name == "rtxpack.tensorrt_rtx" for r in caplog.records)
+
+
+def test_bf16_onnx_file_with_random_samples(tmp_path: Path) -> None:
+    """Reference outputs of a bf16 ONNX model come from ONNX Runtime on its float32 copy."""
+    from rtxpack.cli import main
+
+    model = Heads().to(torch.bfloat16).eval()
+    path = tmp_path / "bf16.onnx"
+    x = torch.randn(2, 16).to(torch.bfloat16)
+    torch.onnx.export(
+        model,
+        (x,),
+        None,
+        dynamo=True,
+        verbose=False,
+        input_names=["x"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=8)}},
+    ).save(str(path))
+    out = tmp_path / "bf16.rtxpack"
+    argv = [
+        "build",
+        str(path),
+        "-o",
+        str(out),
+        "--shape",
+        "x=1x16:4x16:8x16",
+        "--samples",
+        "random",
+    ]
+    assert main(argv) == 0
+    with rtxpack.open(out) as b:
+        samples = b.read_samples()
+        assert samples is not None and samples["inputs"]["x"].dtype == BFLOAT16
+    assert run_samples(out, device="cpu").ok
+
+
+def test_rebuild_keeps_the_platform_and_the_builder_options(tmp_path: Path, onnx_mlp: Path) -> None:
+    options = rtxpack.BuildOptions(tiling_optimization_level="fast")
+    out = rtxpack.save(
+        onnx_mlp,
+        tmp_path / "w.rtxpack",
+        shapes={"x": BATCH},
+        platform="windows",
+        build_options=options,
+        compute_capabilities=["8.9"],
+    )
+    new = rtxpack.rebuild(out, tmp_path / "r.rtxpack", compute_capabilities=["8.6"])
+    with rtxpack.open(new) as b:
+        info = b.manifest.engine()
+        assert info.compute_capabilities == ("8.6",)
+        assert info.platform == "windows_x86_64" and info.build_options == options
