@@ -278,7 +278,8 @@ def _fits(made: Any, want: Any) -> bool:
     if not isinstance(want, dict):
         return False
     try:
-        target = Target(**{k: (v or None) for k, v in want.items()})
+        fields: dict[str, Any] = {k: (v or None) for k, v in want.items()}
+        target = Target(**fields)
     except (InvalidArgumentError, TypeError):
         return False
     return recorded_environment_fits(made, target)
