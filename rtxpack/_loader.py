@@ -206,6 +206,26 @@ def _fall_back(
     fallback: str | None,
 ) -> torch.nn.Module:
     where = f"engine {info.name!r} of {bundle.path}"
+    if info.source is None:
+        # Offer the fallback only when it can work: it runs the bundle's own ONNX source.
+        remedy = (
+            "this copy was made without its source (pulled without --source, or drop-source): "
+            "use a copy that carries it, e.g. `rtxpack pull --source` (pull(..., source=True))"
+            if info.source_digest is not None
+            else "this one was built without it: rebuild it without --no-source "
+            "(or save(..., include_source=True))"
+        )
+        if fallback is None:
+            raise CompatibilityError(
+                f"{where} cannot run on this machine: {reason}; the ONNX Runtime fallback "
+                f"needs the bundle's ONNX source, and {remedy}",
+                report,
+            )
+        raise CompatibilityError(
+            f"{where} cannot run with TensorRT-RTX here ({reason}), and the ONNX Runtime "
+            f"fallback needs the bundle's ONNX source; {remedy}",
+            report,
+        )
     if fallback is None:
         if report is None:
             raise InvalidArgumentError(
@@ -214,13 +234,6 @@ def _fall_back(
         raise CompatibilityError(
             f"{where} cannot run on this machine: {reason} (or pass fallback='onnxruntime' to run "
             "its ONNX source with ONNX Runtime)",
-            report,
-        )
-    if info.source is None:
-        raise CompatibilityError(
-            f"{where} cannot run with TensorRT-RTX here ({reason}), and the ONNX Runtime "
-            "fallback needs a bundle built with its source; this one has none — rebuild it "
-            "without --no-source (or save(..., include_source=True))",
             report,
         )
 

@@ -68,10 +68,25 @@ def test_cpu_device_means_the_fallback(onnx_bundle: Path) -> None:
 def test_fallback_needs_the_source(engine_bundle: Path) -> None:
     with (
         warnings.catch_warnings(),
-        pytest.raises(CompatibilityError, match="needs a bundle built with its source"),
+        pytest.raises(CompatibilityError, match="built without it: rebuild it without --no-source"),
     ):
         warnings.simplefilter("error")  # no fallback warning when there is no fallback
         load(engine_bundle, fallback="onnxruntime")
+
+
+@pytest.mark.parametrize("fallback", [None, "onnxruntime"])
+def test_a_copy_without_its_source_never_offers_the_fallback(
+    onnx_bundle: Path, tmp_path: Path, fallback: str | None
+) -> None:
+    # A bundle pulled without --source (or after drop-source) still names its source's digest:
+    # the advice is to get a copy with the source, never to pass a fallback that cannot run.
+    lean = tmp_path / "lean.rtxpack"
+    rtxpack.drop_source(onnx_bundle, output=lean)
+    with pytest.raises(CompatibilityError) as caught:
+        load(lean, fallback=fallback)
+    message = str(caught.value)
+    assert "pass fallback=" not in message
+    assert "rtxpack pull --source" in message
 
 
 @pytest.mark.parametrize(
