@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,9 +23,10 @@ from .. import _constants
 from .._checks.check import check_manifest
 from .._checks.report import CompatibilityReport
 from .._checks.target import Target
-from .._exceptions import CompatibilityError, InvalidArgumentError
+from .._exceptions import CompatibilityError, InvalidArgumentError, SignatureDroppedWarning
 from .._format.container import BundleWriter, atomic_output
 from .._format.manifest import Manifest
+from .._signing.sign import SIGNS_NOTHING
 from .client import RegistryClient
 from .reference import parse_reference
 from .remote import Remote, fetch_remote
@@ -235,7 +238,16 @@ def _pull_remote(
                     downloaded_bytes += layer.size
                 else:
                     reused += 1
-            writer.finish(trimmed.renumbered(index, tuple(writer.sections)))
+            with warnings.catch_warnings():
+                # A device pull leaves out by design what some signatures cover (another GPU's
+                # cache, another engine): such a signature has nothing to vouch for here, and
+                # "sign the new bundle again" would be wrong advice. Any other drop still warns.
+                warnings.filterwarnings(
+                    "ignore",
+                    message=f".*{re.escape(SIGNS_NOTHING)}",
+                    category=SignatureDroppedWarning,
+                )
+                writer.finish(trimmed.renumbered(index, tuple(writer.sections)))
     return PullResult(
         destination,
         str(reference.with_digest(remote.digest)),

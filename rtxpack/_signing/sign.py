@@ -28,6 +28,10 @@ class SignedSection:
     parts: tuple[str, ...]  # what it signs
 
 
+# why_stale's reason for a signature none of whose parts the rewritten bundle holds
+SIGNS_NOTHING = "it signs nothing the new bundle holds"
+
+
 def section_name(role: str, key_id: str) -> str:
     return f"{role}-{key_id[:16]}"
 
@@ -79,5 +83,5 @@ def why_stale(
         if reason is not None:
             return f"{describe_part(p.name)} changed: {reason}"
     if not named:
-        return "it signs nothing the new bundle holds"
+        return SIGNS_NOTHING
     return None

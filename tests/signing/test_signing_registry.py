@@ -86,3 +86,30 @@ def test_a_cache_only_push_carries_the_prewarm_signature(
         assert len(b.manifest.caches) == 1
         assert b.trust is not None and b.trust.ok
         assert b.trust.trusted_by(f"runtime_cache/{b.manifest.caches[0].id}") == (prewarmer.key_id,)
+
+
+def test_a_device_pull_without_the_signed_caches_drops_their_signature_quietly(
+    registry: RegistryServer,
+    bundle: Path,
+    tmp_path: Path,
+    builder: rtxpack.PrivateKey,
+    prewarmer: rtxpack.PrivateKey,
+) -> None:
+    """A pull that leaves out every cache a prewarm signature covers (no cache fits the device,
+    or --no-caches) leaves that signature out too, without telling the device to sign again:
+    nothing it holds was signed by it. The builder's signature still verifies."""
+    import warnings
+
+    rtxpack.sign(bundle, builder)
+    rtxpack.sign(bundle, prewarmer, role="caches")
+    ref = registry.ref("signed/nocache:1")
+    push(bundle, ref)
+    out = tmp_path / "device.rtxpack"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rtxpack.SignatureDroppedWarning)
+        pull(ref, out, engines="a", caches=False)
+    with rtxpack.open(out, trust=rtxpack.TrustPolicy(engines=[builder.public_key])) as b:
+        assert b.manifest.caches == ()
+        names = [s.name for s in b.manifest.sections if s.kind == "signature"]
+        assert names == [f"engines-{builder.key_id[:16]}"]
+        assert b.trust is not None and b.trust.ok
