@@ -760,17 +760,44 @@ class _Ext:
         return f"<ext type {self.code}>"
 
 
+class _TooMany(Exception):
+    pass
+
+
+class _ValueCount:
+    """Counts the values msgpack decodes (as each array or map is completed) and stops the
+    decoding past ``limit``: what a decoded manifest costs in memory is bounded by the count,
+    not by its 16 MiB (an empty array is 1 byte of msgpack and ~60 bytes of Python)."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def array(self, items: list[Any]) -> list[Any]:
+        self.left -= len(items)
+        if self.left < 0:
+            raise _TooMany
+        return items
+
+    def pairs(self, items: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        self.left -= 2 * len(items)
+        if self.left < 0:
+            raise _TooMany
+        return _pairs(items)
+
+
 def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
     """Decode manifest bytes (docs/format.md, "Manifest encoding"): one msgpack object with
     msgpack's limits, no duplicate keys, no bin or ext values, string keys, finite floats,
     bounded strings and nesting. Typed validation is Manifest.from_dict's."""
+    values = _ValueCount(limits.max_values)
     try:
         data = msgpack.unpackb(
             blob,
             raw=False,
             strict_map_key=False,  # non-string keys are refused below, with their place
             use_list=True,
-            object_pairs_hook=_pairs,
+            object_pairs_hook=values.pairs,
+            list_hook=values.array,
             ext_hook=lambda code, data: _Ext(code),
             max_str_len=4 * limits.max_string,  # UTF-8: at most 4 bytes per code point
             max_bin_len=4 * limits.max_string,  # refused below, with the field's name
@@ -778,6 +805,11 @@ def unpack_manifest(blob: bytes, limits: Limits, where: str) -> Any:
             max_map_len=limits.max_map,
             max_ext_len=4 * limits.max_string,
         )
+    except _TooMany:
+        raise DamagedBundleError(
+            f"{where}: the manifest holds more than {limits.max_values} values (map keys and "
+            "items of arrays and maps, at all levels); the bundle is damaged or hostile"
+        ) from None
     except _Duplicate as dup:
         key = shown(dup.args[0])
         raise DamagedBundleError(
@@ -852,6 +884,27 @@ def _path_to(node: Any, target: Any, path: str, depth: int) -> str | None:
         if found is not None:
             return found
     return None
+
+
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+
+
+class _MappedRange:
+    """A section's stored bytes as a file for zstd's stream reader, releasing the pages it has
+    handed over (``BundleFile._release``)."""
+
+    def __init__(self, owner: BundleFile, offset: int, view: memoryview) -> None:
+        self._owner, self._offset, self._view, self._pos = owner, offset, view, 0
+        self._released = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pos - self._released >= _CHUNK:  # what the previous reads handed over
+            self._owner._release(self._offset + self._released, self._pos - self._released)
+            self._released = self._pos
+        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
+        chunk = bytes(self._view[self._pos : end])
+        self._pos = end
+        return chunk
 
 
 class BundleFile:
@@ -960,12 +1013,22 @@ class BundleFile:
                 if h is not None:
                     h.update(chunk)
                 yield chunk
+                self._release(section.offset + i, len(chunk))
         else:
             yield from self._iter_zstd(section, view, h)
+            self._release(section.offset, section.length)
         if h is not None:
             got = "blake3:" + h.hexdigest()
             if got != section.digest:
                 raise _integrity(section, got, self.path)
+
+    def _release(self, offset: int, length: int) -> None:
+        """Drop pages of the mapping this process has read (the file stays in the page cache):
+        streaming a section then keeps the process's resident memory bounded, not its size."""
+        if self._mmap is not None and _DONTNEED is not None and length:
+            start = offset - offset % mmap.PAGESIZE
+            with contextlib.suppress(ValueError, OSError):
+                self._mmap.madvise(_DONTNEED, start, offset + length - start)
 
     def _iter_zstd(self, section: Section, view: memoryview, h: Any) -> Iterator[bytes]:
         label = f"section {section.kind}/{section.name!r}"
@@ -987,7 +1050,7 @@ class BundleFile:
         produced = 0
         try:
             reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(
-                view, read_across_frames=False
+                _MappedRange(self, section.offset, view), read_across_frames=False
             )
             with reader:
                 while True:

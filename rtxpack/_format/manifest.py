@@ -91,6 +91,7 @@ class Limits:
     max_depth: int = 32  # levels of arrays and maps below the manifest map
     max_array: int = 4096  # items of any msgpack array
     max_map: int = 1024  # entries of any msgpack map
+    max_values: int = 512 * 1024  # keys and items of all arrays and maps, at all levels
     max_decoded_section: int = 64 * 1024**3  # bytes after decompression
     max_zstd_ratio: int = 32768  # zstd cannot expand input by more than this
 

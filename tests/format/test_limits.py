@@ -162,6 +162,15 @@ def _largest(kind: type, value: Any) -> int:
     return 0
 
 
+def _values(value: Any) -> int:
+    """Map keys and items of arrays and maps, at all levels (the root itself not counted)."""
+    if isinstance(value, dict):
+        return 2 * len(value) + sum(_values(v) for v in value.values())
+    if isinstance(value, list):
+        return len(value) + sum(_values(v) for v in value)
+    return 0
+
+
 def _cache_shapes(n: int) -> bytes:
     raw = mc.with_env()
     m = _manifest(raw)
@@ -200,6 +209,7 @@ CASES: list[Case] = [
     ("max_depth", _base, lambda r: _depth(_manifest(r)) - 1, "levels"),
     ("max_array", _base, lambda r: _largest(list, _manifest(r)), "items per array"),
     ("max_map", _base, lambda r: _largest(dict, _manifest(r)), "entries per map"),
+    ("max_values", _base, lambda r: _values(_manifest(r)), "values"),
     ("max_decoded_section", _base, lambda r: len(mc.ENGINE), "size"),
     ("max_zstd_ratio", _base, _ratio, "more than zstd can produce"),
 ]
