@@ -219,3 +219,20 @@ def test_extract_source_writes_the_data_files_beside_the_graph(
     x = np.random.default_rng(4).standard_normal((2, 16)).astype(np.float32)
     (y,) = ort.InferenceSession(str(out)).run(None, {"x": x})
     np.testing.assert_allclose(y, _reference(x), rtol=1e-5)
+
+
+def test_data_files_in_a_subfolder_round_trip(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "m" / "weights").mkdir(parents=True)
+    model = make_external_mlp(tmp_path / "m", one_file=True, location="weights/mlp.data")
+    out = rtxpack.save(model, tmp_path / "sub.rtxpack", shapes=MLP_SHAPES)
+    shutil.rmtree(tmp_path / "m")
+    with rtxpack.open(out) as b:
+        (i,) = b.manifest.engine().source_data
+        assert b.manifest.sections[i].name == "weights/mlp.data"
+    x = np.random.default_rng(6).standard_normal((2, 16)).astype(np.float32)
+    torch = pytest.importorskip("torch")
+    with pytest.warns(rtxpack.FallbackWarning):
+        module = rtxpack.load(out, device="cpu", fallback="onnxruntime")
+    np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), _reference(x), rtol=1e-5)
