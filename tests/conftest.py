@@ -169,3 +169,13 @@ def engine_bundle(tmp_path_factory: pytest.TempPathFactory, mlp_engine: bytes) -
     path = tmp_path_factory.mktemp("bundles") / "raw.rtxpack"
     rtxpack.save(mlp_engine, path)
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Multi-GB cases (``@pytest.mark.slow``) run only when asked for: ``pytest -m slow``."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="multi-GB case: run with `pytest -m slow` (~10 GB RAM)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

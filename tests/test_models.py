@@ -258,3 +258,20 @@ def test_rebuild_keeps_the_platform_and_the_builder_options(tmp_path: Path, onnx
         info = b.manifest.engine()
         assert info.compute_capabilities == ("8.6",)
         assert info.platform == "windows_x86_64" and info.build_options == options
+
+
+@pytest.mark.slow
+def test_a_model_above_protobufs_2_gb(tmp_path: Path) -> None:
+    """2.25 GiB of float16 weights: above protobuf's 2 GB and torch's 1536 MiB threshold.
+    (bench/bench_models.py measures 3 GiB.)"""
+    width, layers = 8192, 18  # 18 x 128 MiB
+    model = torch.nn.Sequential(
+        *(torch.nn.Linear(width, width, bias=False, dtype=torch.float16) for _ in range(layers))
+    ).eval()
+    x = torch.randn(2, width, dtype=torch.float16)
+    out = rtxpack.save(model, tmp_path / "big.rtxpack", inputs=(x,), samples=False)
+    with rtxpack.open(out) as b:
+        info = b.manifest.engine()
+        (data,) = info.source_data
+        assert b.manifest.sections[data].size >= layers * width * width * 2
+        b.verify()
