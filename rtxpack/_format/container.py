@@ -1050,7 +1050,8 @@ class BundleFile:
         produced = 0
         try:
             reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(
-                _MappedRange(self, section.offset, view), read_across_frames=False
+                _MappedRange(self, section.offset, view),  # type: ignore[arg-type]  # file-like
+                read_across_frames=False,
             )
             with reader:
                 while True:
