@@ -14,6 +14,7 @@ from .._exceptions import InvalidArgumentError
 from .._format.manifest import OS_NAMES, Environment
 from . import _registry_cmds
 from ._bundle_cmds import parse_dims, size_text, terminal_safe
+from ._check_cmds import target_part
 
 
 def register(sub: Any) -> None:
@@ -59,11 +60,31 @@ def register(sub: Any) -> None:
     a.add_argument("bundle", type=Path)
     a.add_argument("--cache", type=Path, required=True, metavar="FILE", help="the cache file")
     a.add_argument("--engine", help="the engine it belongs to (needed if there are several)")
-    a.add_argument("--trt-version", required=True, metavar="V", help="e.g. 1.7.1.116")
+    a.add_argument(
+        "--trt-version",
+        required=True,
+        type=target_part("trt_version"),
+        metavar="V",
+        help="e.g. 1.7.1.116",
+    )
     a.add_argument("--gpu", required=True, metavar="NAME", help="e.g. 'NVIDIA GeForce RTX 4090'")
-    a.add_argument("--cc", required=True, metavar="X.Y", help="compute capability, e.g. 8.9")
-    a.add_argument("--driver", required=True, metavar="V", help="CUDA driver, e.g. 580.65")
-    a.add_argument("--os", required=True, metavar="|".join(OS_NAMES), help="linux or windows")
+    a.add_argument(
+        "--cc",
+        required=True,
+        type=target_part("compute_capability"),
+        metavar="X.Y",
+        help="compute capability, e.g. 8.9",
+    )
+    a.add_argument(
+        "--driver",
+        required=True,
+        type=target_part("driver_version"),
+        metavar="V",
+        help="CUDA driver, e.g. 580.65",
+    )
+    a.add_argument(
+        "--os", required=True, choices=OS_NAMES, metavar="|".join(OS_NAMES), help="linux or windows"
+    )
     a.add_argument(
         "--cig",
         action="store_true",

@@ -11,11 +11,13 @@ from .._checks.check import run_check
 from .._checks.machine import gpu_usable, local_target, missing_locally
 from .._checks.report import CompatibilityReport
 from .._checks.target import Target
+from .._exceptions import InvalidArgumentError
 from .._facts import DRIVER_FLOOR, same_release
 from ._bundle_cmds import terminal_safe
 
 __all__ = [
     "add_target_flags",
+    "target_part",
     "describe_target",
     "render_table",
     "register",
@@ -57,17 +59,42 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_cmd_check)
 
 
+def target_part(field: str) -> Any:
+    """argparse ``type=`` for a flag that describes one part of a machine (``--cc``,
+    ``--driver``, ``--trt-version``): checked as ``Target`` checks it, so a malformed value is a
+    usage error (exit 2) before any work."""
+
+    def parse(text: str) -> str:
+        part: dict[str, Any] = {field: text}
+        try:
+            Target(**part)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return parse
+
+
 def add_target_flags(p: argparse.ArgumentParser) -> None:
     """The flags that describe a target machine (``check``, ``pull``)."""
     p.add_argument(
-        "--trt-version", metavar="V", help="TensorRT-RTX version on the target (default: here)"
+        "--trt-version",
+        type=target_part("trt_version"),
+        metavar="V",
+        help="TensorRT-RTX version on the target (default: here)",
     )
     p.add_argument(
-        "--cc", metavar="X.Y", help="GPU compute capability of the target (default: here)"
+        "--cc",
+        type=target_part("compute_capability"),
+        metavar="X.Y",
+        help="GPU compute capability of the target (default: here)",
     )
     p.add_argument("--gpu", metavar="NAME", help="GPU name of the target (for runtime caches)")
     p.add_argument(
-        "--driver", metavar="V", help="NVIDIA driver version, e.g. 580.65.06 (default: here)"
+        "--driver",
+        type=target_part("driver_version"),
+        metavar="V",
+        help="NVIDIA driver version, e.g. 580.65.06 (default: here)",
     )
     p.add_argument("--os", choices=["linux", "windows"], help="target OS (default: here)")
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def register(sub: Any) -> None:
     prune = ssub.add_parser("prune", help="remove blobs (and pulled bundles) not used lately")
     prune.add_argument(
         "--older-than",
-        type=float,
+        type=_days_type,
         default=0.0,
         metavar="DAYS",
         help="only those not used for DAYS days (default: all)",
@@ -224,11 +225,21 @@ def _store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days_type(text: str) -> float:
+    """argparse ``type=`` for ``--older-than``: a finite number of days, 0 or more (NaN compared
+    false with every age and pruned everything)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not (math.isfinite(days) and days >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days, 0 or more")
+    return days
+
+
 def _store_prune(args: argparse.Namespace) -> int:
     from .._registry.store import ContentStore
 
-    if args.older_than < 0:
-        raise InvalidArgumentError("--older-than: expected a number of days, 0 or more")
     result = ContentStore().prune(older_than_s=args.older_than * 86400)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -114,3 +114,14 @@ def test_an_auth_failure_never_prints_the_password(
     captured = capsys.readouterr()
     assert "refused" in captured.err
     assert PASSWORD not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("days", ["-1", "nan", "inf", "soon"])
+def test_store_prune_takes_a_finite_number_of_days(
+    capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    # NaN compared false with every age: `--older-than nan` emptied the whole store
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "prune", "--older-than", days])
+    assert exc.value.code == 2
+    assert f"argument --older-than: {days!r}: expected a number of days" in capsys.readouterr().err
