@@ -165,8 +165,9 @@ class OnnxRuntimeModule(EngineModule):
                 t = t.float()  # the session runs the model's float32 copy
             elif t.dtype == torch.bfloat16:
                 raise TensorMismatchError(
-                    f"input {spec.name!r}: the ONNX Runtime fallback cannot take bfloat16 "
-                    "tensors (numpy has no bfloat16)"
+                    f"input {spec.name!r}: ONNX Runtime on {self.device} cannot take bfloat16 "
+                    "tensors from torch; load with device='cpu', where the fallback runs a "
+                    "float32 copy of a bf16 model and takes and returns bfloat16"
                 )
             feeds[spec.name] = np.ascontiguousarray(
                 t.detach().cpu().resolve_conj().resolve_neg().numpy()
