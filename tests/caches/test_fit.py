@@ -38,6 +38,11 @@ HERE = target_of(ENV)
         ({"compute_capability": "8.6"}, False),
         ({"gpu_name": None}, False),  # unknown counts as a mismatch for caches
         ({"compute_in_graphics": True}, False),  # CiG state must match (TensorRT-RTX 1.6+)
+        ({"trt_version": None}, False),  # unknown
+        ({"trt_version": "1.7"}, False),  # too short to name a release
+        ({"driver_version": None}, False),
+        ({"os": None}, False),
+        ({"compute_capability": None}, True),  # the GPU name decides; CC unknown is no mismatch
     ],
 )
 def test_the_rule(change: dict[str, object], fits: bool) -> None:
@@ -65,6 +70,23 @@ def test_the_cig_state_must_match_both_ways() -> None:
     )
     assert environment_key(replace(HERE, compute_in_graphics=True)) != environment_key(HERE)
     assert "compute_in_graphics" not in environment_key(HERE)  # old local file names unchanged
+
+
+@pytest.mark.parametrize(
+    "key", ["trt_version", "gpu_name", "compute_capability", "driver_version", "os"]
+)
+def test_an_environment_record_names_the_field_it_lacks_or_has_wrong(key: str) -> None:
+    from rtxpack import DamagedBundleError
+
+    record = ENV.to_dict()
+    del record[key]
+    with pytest.raises(DamagedBundleError, match=rf"caches\[0\]\.environment\.{key} is 'missing'"):
+        Environment.from_dict(record, "caches[0].environment")
+    record[key] = 7
+    with pytest.raises(DamagedBundleError, match=rf"caches\[0\]\.environment\.{key} is 7"):
+        Environment.from_dict(record, "caches[0].environment")
+    with pytest.raises(DamagedBundleError, match=r"caches\[0\]\.environment is 'list'"):
+        Environment.from_dict([], "caches[0].environment")
 
 
 def test_same_environment_is_mutual_fit() -> None:
