@@ -114,7 +114,8 @@ def run_samples(
         return SampleRun(
             info.name,
             problem=f"no samples in engine {info.name!r} of {path}: nothing to run. Build the "
-            "bundle with samples (save(..., samples=...) or inputs=...) to use verify --run",
+            "bundle with samples (`rtxpack build ... --samples random`, or save(..., "
+            "samples=...)) to use verify --run",
         )
     if not samples["outputs"]:
         return SampleRun(
