@@ -23,6 +23,7 @@ __all__ = [
     "Artifact",
     "Descriptor",
     "build_manifest",
+    "nameable_kind",
     "parse_manifest",
     "section_media_type",
 ]
@@ -62,6 +63,11 @@ _MEDIA_TYPE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 )
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def nameable_kind(kind: str) -> bool:
+    """A section kind that can be part of a media type."""
+    return bool(_KIND.fullmatch(kind))
 
 
 def section_media_type(kind: str, codec: str) -> str:

@@ -216,6 +216,12 @@ def push(
     bf = open_bundle_file(path)
     try:
         manifest = bf.manifest
+        for section in manifest.sections:
+            if not oci.nameable_kind(section.kind):
+                raise InvalidArgumentError(
+                    f"{path}: section kind {section.kind[:100]!r} cannot be pushed: a media type "
+                    "names kinds of lowercase letters, digits and '_' (at most 64)"
+                )
         uploads = []
         for i, section in enumerate(manifest.sections):
             desc = oci.Descriptor(

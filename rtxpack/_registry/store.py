@@ -28,7 +28,12 @@ from typing import BinaryIO
 import filelock
 
 from .. import _constants
-from .._exceptions import BlobIntegrityError, OutputError, RegistryProtocolError
+from .._exceptions import (
+    BlobIntegrityError,
+    InvalidArgumentError,
+    OutputError,
+    RegistryProtocolError,
+)
 from .client import RegistryClient
 
 __all__ = ["ContentStore", "PruneResult", "StoreReport", "default_store_dir"]
@@ -244,6 +249,10 @@ class ContentStore:
     def prune(self, *, older_than_s: float = 0.0) -> PruneResult:
         """Remove blobs, interrupted downloads and pulled bundles not used for ``older_than_s``
         seconds (0: all); blobs another pull holds the lock of are skipped."""
+        if not (isinstance(older_than_s, (int, float)) and 0 <= older_than_s < float("inf")):
+            raise InvalidArgumentError(
+                f"older_than_s {older_than_s!r}: expected a number of seconds, 0 or more"
+            )
         now = time.time()
         removed = removed_bytes = skipped = 0
         for path in self._files("blobs/sha256") + self._files("incoming"):

@@ -449,3 +449,24 @@ def test_a_pull_pinned_by_digest_works_offline_from_the_store(
     assert sections_of(tmp_path / "a.rtxpack") == sections_of(tmp_path / "b.rtxpack")
     with pytest.raises(RegistryConnectionError):  # a tag must be asked for: it may have moved
         pull(registry.ref("fleet/offline:1"), tmp_path / "c.rtxpack", target=target(*GPUS[0]))
+
+
+def test_a_section_kind_no_media_type_can_name_is_refused_before_anything_moves(
+    registry: RegistryServer, onnx_bundle: Path, tmp_path: Path
+) -> None:
+    from rtxpack._format.container import BundleWriter, atomic_output, open_bundle_file
+
+    odd = tmp_path / "odd.rtxpack"
+    bf = open_bundle_file(onnx_bundle)
+    try:
+        with atomic_output(odd) as out:
+            writer = BundleWriter(out)
+            index = writer.copy_all(bf)
+            writer.add_bytes("Odd Kind/1", "x", b"data", "stored")
+            writer.finish(bf.manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        bf.close()
+    mark = registry.log_mark()
+    with pytest.raises(rtxpack.InvalidArgumentError, match="cannot be pushed"):
+        push(odd, registry.ref("fleet/odd:1"))
+    assert registry.requests(mark) == []

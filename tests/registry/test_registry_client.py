@@ -492,3 +492,10 @@ def test_a_redirect_loop_ends_in_a_protocol_error() -> None:
         assert len(loop.authorizations) <= 1 + 1 + 5  # the TLS probe fails before HTTP
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf")])
+def test_prune_refuses_an_age_that_is_not_a_number_of_seconds(tmp_path: Path, bad: float) -> None:
+    store = ContentStore(tmp_path / "s")
+    with pytest.raises(rtxpack.InvalidArgumentError):
+        store.prune(older_than_s=bad)
