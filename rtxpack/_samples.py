@@ -100,8 +100,17 @@ def run_samples(
     says so. Prints nothing: the result says what happened (``SampleRun.lines``).
     """
 
-    from ._exceptions import FallbackWarning
-    from ._loader import load
+    from ._exceptions import BackendError, FallbackWarning
+
+    try:
+        from ._loader import load
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise BackendError(
+            "running the samples needs torch (the module rtxpack.load returns is a torch "
+            "module): pip install 'rtxpack[torch,onnxruntime]'"
+        ) from None
 
     if device == "auto":
         device = "cuda"  # the loader falls back to ONNX Runtime, saying why, if it cannot run

@@ -145,3 +145,18 @@ def test_terminal_progress_draws_tensorrt_phases() -> None:
         bars.phase_finish("Compiling")
         bars.phase_finish("Building engine")
     assert "main: writing the engine" in buffer.getvalue()
+
+
+def test_verify_run_without_torch_says_what_to_install(
+    onnx_bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `pip install rtxpack` (no extras) has no torch: one line saying what to install, not a
+    # ModuleNotFoundError traceback
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "rtxpack._loader", raising=False)
+    assert main(["verify", "--run", str(onnx_bundle)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rtxpack: error: running the samples needs torch")
+    assert "pip install 'rtxpack[torch,onnxruntime]'" in err and err.count("\n") == 1
