@@ -184,10 +184,10 @@ def _pull(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        caches = ", ".join(result.caches) or "none fits"
+        caches = ", ".join(result.caches) or "none fits the target"
         print(
             f"pulled {terminal_safe(result.reference)} -> {terminal_safe(str(result.path))}: "
-            f"engines {terminal_safe(', '.join(result.engines))}; caches {caches}; "
+            f"engines {terminal_safe(', '.join(result.engines))}; caches: {caches}; "
             f"{result.downloaded} blobs downloaded ({_mb(result.downloaded_bytes)}), "
             f"{result.reused} from the content store"
         )
