@@ -408,6 +408,17 @@ def test_context_failure_is_a_runtime_failure(world: World) -> None:
         make()
 
 
+def test_a_context_failure_quotes_its_own_error_not_an_earlier_cache_rejection(
+    world: World,
+) -> None:
+    world.accept_cache, world.fail_context = False, True
+    with pytest.raises(RuntimeFailure) as info, pytest.warns(UserWarning) as warned:
+        make(cache_blob=b"foreign", cache_origin="prewarmed cache 3fa2")
+    assert "out of device memory" in str(info.value)
+    assert "CiG" not in str(info.value)  # the cache rejection is the warning's, with its reason
+    assert any("runtime cache: CiG state differs" in str(w.message) for w in warned)
+
+
 def test_manifest_signature_must_match_engine(world: World) -> None:
     from rtxpack._format.manifest import TensorSpec
 

@@ -45,6 +45,7 @@ class World:
         self.fail_deserialize = False
         self.fail_context = False
         self.accept_cache = True
+        self.logger: Any = None  # the logger the runtime was made with (errors go there)
         self.refuse_cache_attach = False
         self.capturable = True
         self.fail_set_shape = False
@@ -69,6 +70,8 @@ class FakeCache:
 
     def deserialize(self, blob: Any) -> bool:
         self._world.events.append(("cache.deserialize", bytes(blob)))
+        if not self._world.accept_cache and self._world.logger is not None:
+            self._world.logger.log(real.ILogger.Severity.ERROR, "runtime cache: CiG state differs")
         return self._world.accept_cache
 
     def serialize(self) -> bytes:
@@ -220,6 +223,8 @@ class FakeEngine:
 
     def create_execution_context(self, config: FakeConfig) -> FakeContext | None:
         if self._world.fail_context:
+            if self._world.logger is not None:
+                self._world.logger.log(real.ILogger.Severity.ERROR, "out of device memory")
             return None
         return FakeContext(self._world, config)
 
@@ -231,6 +236,7 @@ class FakeRuntime:
     def __init__(self, logger: Any) -> None:
         self._world: World = WORLD[0]
         self._logger = logger
+        self._world.logger = logger
 
     def deserialize_cuda_engine(self, buffer: Any) -> FakeEngine | None:
         self._world.events.append(("deserialize", len(memoryview(buffer))))
