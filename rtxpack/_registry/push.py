@@ -324,7 +324,8 @@ def push_caches(
 
     A cache is added when the remote bundle has an engine of the same name with the same
     section digest (the same engine) and no cache with the same bytes. Nothing is pushed when
-    there is nothing new (``caches_added`` is empty).
+    there is nothing new (``caches_added`` is empty). A cache made for an engine the tag does not
+    hold (another build, or no such engine) is an ``InvalidArgumentError``, before any upload.
     """
     reference = _target_ref(ref)
     with RegistryClient.for_reference(reference, insecure=insecure, ca_file=ca_file) as client:
@@ -344,8 +345,22 @@ def push_caches(
             for cache in local.caches:
                 section = local.sections[cache.section]
                 engine = local.engine(cache.engine)
-                same = engine_digest.get(engine.name) == local.sections[engine.section].digest
-                if not same or section.digest in have:
+                ours = local.sections[engine.section].digest
+                if engine_digest.get(engine.name) != ours:
+                    theirs = engine_digest.get(engine.name)
+                    at_tag = (
+                        f"the tag has no engine {engine.name!r}"
+                        if theirs is None
+                        else f"the tag's engine {engine.name!r} is another build ({theirs[:19]}...)"
+                    )
+                    raise InvalidArgumentError(
+                        f"cannot add runtime cache {cache.id!r} of {path} to {reference}: it was "
+                        f"made for engine {engine.name!r} {ours[:19]}..., and {at_tag}; a cache "
+                        "only works with the engine it was made for. Push the whole bundle "
+                        "(rtxpack push), or prewarm the engine the tag holds (pull it first); "
+                        "nothing was uploaded"
+                    )
+                if section.digest in have:
                     continue
                 offset = -(-end // ALIGNMENT) * ALIGNMENT
                 sections.append(replace(section, offset=offset))

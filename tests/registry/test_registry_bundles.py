@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import MLP_SHAPES
 from registry.registry_server import PASSWORD, USER, RegistryServer, needs_registry
 
 import rtxpack
@@ -15,6 +16,7 @@ from rtxpack import Environment, Target
 from rtxpack._exceptions import (
     BlobIntegrityError,
     CompatibilityError,
+    InvalidArgumentError,
     RegistryAuthError,
     RegistryConnectionError,
     RegistryError,
@@ -223,6 +225,29 @@ def test_a_cache_only_update_moves_only_the_cache_and_devices_fetch_only_it(
         assert [c.environment.gpu_name for c in bundle.manifest.caches] == [GPUS[1][0]]
     # nothing new: nothing moves
     assert push_caches(warm, ref).caches_added == ()
+
+
+@pytest.mark.parametrize("engine_name", ["main", "other"])
+def test_a_cache_for_an_engine_the_tag_does_not_hold_is_refused(
+    registry: RegistryServer, fleet_bundle: Path, tmp_path: Path, onnx_mlp: Path, engine_name: str
+) -> None:
+    """A cache prewarmed on another build of the engine (a rebuilt bundle, another tag) would
+    never fit a device of this tag: refused before any upload, instead of "already has every
+    cache" and exit 0 while nothing moved."""
+    ref = registry.ref("fleet/mlp:3.0")
+    push(fleet_bundle, ref)
+    rebuilt = tmp_path / "rebuilt.rtxpack"
+    rtxpack.save(
+        onnx_mlp, rebuilt, shapes=MLP_SHAPES, compute_capabilities=["8.6"], name=engine_name
+    )
+    rtxpack.add_cache(rebuilt, cache_blob(7), env("NVIDIA GeForce RTX 3080", "8.6"))
+    before = _raw_manifest(registry, "fleet/mlp", "3.0")
+    mark = registry.log_mark()
+    expected = "is another build" if engine_name == "main" else "the tag has no engine 'other'"
+    with pytest.raises(InvalidArgumentError, match=expected):
+        push_caches(rebuilt, ref)
+    assert not [r for r in registry.requests(mark) if r[0] in ("PUT", "POST", "PATCH")]
+    assert _raw_manifest(registry, "fleet/mlp", "3.0") == before
 
 
 def test_push_and_pull_through_basic_auth_over_tls(
