@@ -85,9 +85,18 @@ def test_case(case: dict[str, Any]) -> None:
         with pytest.raises(rtxpack.RtxpackError) as info:
             rtxpack.open(path).close()
     else:
-        # opening must succeed: the damage is in the sections
-        with rtxpack.open(path) as b, pytest.raises(rtxpack.RtxpackError) as info:
-            b.verify()
+        # opening must succeed: the damage is in the sections; reading the bad section whole
+        # (read_section, not only the streaming verify) finds it too
+        with rtxpack.open(path) as b:
+            with pytest.raises(rtxpack.RtxpackError) as info:
+                b.verify()
+            failures = []
+            for i in range(len(b.manifest.sections)):
+                try:
+                    b.read_section(i)
+                except rtxpack.RtxpackError as exc:
+                    failures.append(exc)
+            assert [type(e) for e in failures] == [type(info.value)], failures
     assert type(info.value) is error, f"{case['file']}: got {info.value!r}"
     says = SAYS[case["rule"]]
     message = _message(info.value, path)
