@@ -73,7 +73,9 @@ def _show_warning(
 ) -> None:
     """rtxpack's warnings (a dropped signature, a fallback...) as one line on stderr."""
     if issubclass(category, RtxpackWarning):
-        print(f"rtxpack: warning: {terminal_safe(str(message))}", file=sys.stderr)
+        # Many warnings start with "rtxpack: " for Python users; the CLI's prefix says it already.
+        text = str(message).removeprefix("rtxpack: ")
+        print(f"rtxpack: warning: {terminal_safe(text)}", file=sys.stderr)
     else:
         _default_showwarning(message, category, *args, **kwargs)
 

@@ -202,3 +202,21 @@ def test_cli_check_reports_signatures(
     assert status_of_a(report) == "cannot_run"  # the policy refuses the bundle
     assert main(["check", str(bundle), *target, *trust]) == 1
     assert "signature.refused" in capsys.readouterr().out
+
+
+def test_cli_warnings_carry_one_rtxpack_prefix(
+    bundle: Path,
+    tmp_path: Path,
+    builder: rtxpack.PrivateKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # UntrustedCacheWarning's text starts with "rtxpack: " for Python users; the CLI printed
+    # "rtxpack: warning: rtxpack: ignoring runtime cache(s) ..."
+    rtxpack.sign(bundle, builder)
+    pub = tmp_path / "builder.pub"
+    pub.write_bytes(builder.public_key.to_pem())
+    args = ["verify", str(bundle), "--trust", str(pub), "--require", "all"]
+    assert main([*args, "--untrusted-caches", "drop"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("rtxpack: warning: ignoring runtime cache(s) "), err
+    assert "rtxpack: rtxpack" not in err and "warning: rtxpack:" not in err
