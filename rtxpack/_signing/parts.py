@@ -1,7 +1,7 @@
 """The signable parts of a bundle, named the same way in every bundle a subset pull makes.
 
     engine/<engine name>     the engine section + its manifest record (strategy, targets, I/O...)
-    source/<engine name>     the engine's ONNX source section
+    source/<engine name>     the engine's ONNX source section (+ its external data files, if any)
     samples/<engine name>    its stored sample tensors
     file/<file name>         a user file
     runtime_cache/<id>       a runtime cache section + its record (environment, engine, shapes)
@@ -52,9 +52,16 @@ def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
         record = {k: v for k, v in e.items() if k not in _ENGINE_LAYOUT_KEYS}
         engine_digest[name] = _hex(raw, e["section"])
         parts[f"engine/{name}"] = Part(f"engine/{name}", "engines", engine_digest[name], record)
-        for kind in ("source", "samples"):
-            if e.get(kind) is not None:
-                parts[f"{kind}/{name}"] = Part(f"{kind}/{name}", "engines", _hex(raw, e[kind]))
+        if e.get("source") is not None:
+            # The source's external data files (format 1.1) are part of it: what the ONNX
+            # Runtime fallback and a rebuild run. Their digests are the source's record.
+            data = [[raw["sections"][i]["name"], _hex(raw, i)] for i in e.get("source_data", [])]
+            source = {"data": data} if data else None
+            parts[f"source/{name}"] = Part(
+                f"source/{name}", "engines", _hex(raw, e["source"]), source
+            )
+        if e.get("samples") is not None:
+            parts[f"samples/{name}"] = Part(f"samples/{name}", "engines", _hex(raw, e["samples"]))
     for fname, index in raw.get("files", {}).items():
         parts[f"file/{fname}"] = Part(f"file/{fname}", "engines", _hex(raw, index))
     for c in raw.get("caches", []):
@@ -96,7 +103,10 @@ def match(statement: Statement, part: Part) -> str | None:
     The caller only asks for parts the statement names (``part.name in statement.subjects``)."""
     if statement.subjects[part.name] != part.digest:
         return "its section bytes differ from what was signed (the section digest changed)"
-    if part.record is not None:
+    if part.record is None:
+        if part.name in statement.records:
+            return "its manifest record differs from what was signed (a record was signed for it)"
+    else:
         signed = statement.records.get(part.name)
         if signed is None:
             return "its manifest record was not signed"

@@ -89,9 +89,12 @@ def parts(manifest: dict[str, Any]) -> dict[str, tuple[str, str, Any, dict[str, 
     for e in manifest["engines"]:
         rec = {k: v for k, v in e.items() if k not in ("section", "source", "samples")}
         out["engine/" + e["name"]] = ("engines", hexd[e["section"]], rec, {})
-        for kind in ("source", "samples"):
-            if e.get(kind) is not None:
-                out[f"{kind}/{e['name']}"] = ("engines", hexd[e[kind]], None, {})
+        if e.get("source") is not None:
+            data = [[manifest["sections"][i]["name"], hexd[i]] for i in e.get("source_data", [])]
+            src = {"data": data} if data else None
+            out["source/" + e["name"]] = ("engines", hexd[e["source"]], src, {})
+        if e.get("samples") is not None:
+            out["samples/" + e["name"]] = ("engines", hexd[e["samples"]], None, {})
     for name, index in manifest.get("files", {}).items():
         out["file/" + name] = ("engines", hexd[index], None, {})
     engine_digest = {e["name"]: hexd[e["section"]] for e in manifest["engines"]}
@@ -140,6 +143,8 @@ def trusted_parts(path: Path, trusted: dict[str, list[bytes]]) -> dict[str, set[
             continue
         for name, (part_role, digest, record, binds) in present.items():
             if part_role != role or subjects.get(name) != digest:
+                continue
+            if record is None and name in records:
                 continue
             if record is not None and not (name in records and _same(records[name], record)):
                 continue
