@@ -168,7 +168,11 @@ def load(
 
                 here = machine.local_target()
                 rebuilt = _rebuild.rebuild_to_cache(
-                    bundle.path, compute_capability=here.compute_capability, cache_dir=cache_dir
+                    bundle.path,
+                    compute_capability=here.compute_capability,
+                    cache_dir=cache_dir,
+                    # it opens the path again: it must find the bundle checked above
+                    manifest_digest=bundle._file.header.manifest_digest,
                 )
                 bundle.close()
                 # Built here from the bundle's source, which the policy (if any) just vouched

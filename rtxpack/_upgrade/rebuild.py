@@ -11,7 +11,7 @@ from typing import Any
 
 from .._build.engine import build_onnx, current_platform, parse_compute_capabilities, trt_module
 from .._constants import CACHE_DIR_ENV, REBUILT_DIR, cache_root
-from .._exceptions import CompatibilityError, InvalidArgumentError, RtxpackError
+from .._exceptions import CompatibilityError, IntegrityError, InvalidArgumentError, RtxpackError
 from .._facts import SUPPORTED_CCS, same_release
 from .._format import container
 from .._format.manifest import EngineInfo, Manifest
@@ -77,6 +77,7 @@ def rebuild(
     compute_capabilities: Sequence[str | float] | None = None,
     portable: bool = False,
     progress: Progress | None = None,
+    manifest_digest: bytes | None = None,
 ) -> Path:
     """Rebuild engines that the installed TensorRT-RTX cannot load (or that lack a requested
     compute capability) from the ONNX source the bundle carries; returns ``output``.
@@ -87,7 +88,8 @@ def rebuild(
     rebuilt engines are dropped (they belong to the old engine); other caches are kept. With
     ``compute_capabilities`` the rebuilt engines target exactly those; otherwise the recorded
     targets (or the portable default set for hardware-portable engines). When nothing needs a
-    rebuild, ``output`` is an unchanged copy of the bundle.
+    rebuild, ``output`` is an unchanged copy of the bundle. ``manifest_digest``: refuse a
+    bundle whose manifest is not this one (the one a caller already checked).
     """
     say = progress or (lambda _msg: None)
     installed = _installed_trt()
@@ -97,6 +99,7 @@ def rebuild(
             "give either compute capabilities or portable=True (--portable), not both"
         )
     with container.rewriting(bundle, output) as (src, writer):
+        _same_bundle(src, manifest_digest)
         manifest = src.manifest
         plan = rebuild_plan(
             manifest,
@@ -165,20 +168,35 @@ def rebuild(
     return Path(output)
 
 
+def _same_bundle(src: container.BundleFile, manifest_digest: bytes | None) -> None:
+    """Refuse ``src`` unless its manifest is the one a caller checked (every section digest is
+    in the manifest, so the same manifest means the same bytes once they are read)."""
+    if manifest_digest is not None and src.header.manifest_digest != manifest_digest:
+        raise IntegrityError(
+            f"{src.path} changed while it was being loaded (its manifest is not the one that was "
+            "checked, e.g. against the trust policy); load it again",
+            path=src.path,
+        )
+
+
 def rebuild_to_cache(
     bundle: str | os.PathLike[str],
     *,
     compute_capability: str | None = None,
     progress: Progress | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    manifest_digest: bytes | None = None,
 ) -> Path:
     """Rebuild ``bundle`` for the installed TensorRT-RTX into ``<cache root>/rebuilt`` (the cache
     root is ``cache_dir`` when given, see ``_constants.cache_root``); returns the path to load.
     A previous rebuild of the same bundle (same manifest digest) for the same
-    TensorRT-RTX version is reused; a bundle that needs no rebuild is returned as is."""
+    TensorRT-RTX version is reused; a bundle that needs no rebuild is returned as is.
+    ``manifest_digest``: refuse a bundle whose manifest is not this one (the one the caller
+    checked against its trust policy: the path is opened again here)."""
     installed = _installed_trt()
     src = container.open_bundle_file(bundle)
     try:
+        _same_bundle(src, manifest_digest)
         # For this machine's GPU: an engine that does not target it is rebuilt for it (or for
         # the portable targets, when TensorRT-RTX cannot name it, e.g. a GPU newer than it).
         ccs: list[str] = []
@@ -223,5 +241,10 @@ def rebuild_to_cache(
             except RtxpackError:
                 pass  # damaged: rebuild it
         return rebuild(
-            bundle, target, compute_capabilities=ccs or None, portable=portable, progress=progress
+            bundle,
+            target,
+            compute_capabilities=ccs or None,
+            portable=portable,
+            progress=progress,
+            manifest_digest=manifest_digest,
         )

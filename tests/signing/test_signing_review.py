@@ -10,7 +10,7 @@ from independent_verifier import trusted_parts
 from signing_helpers import read_raw, replace_section, section_bytes
 
 import rtxpack
-from rtxpack._exceptions import UntrustedBundleError
+from rtxpack._exceptions import IntegrityError, UntrustedBundleError
 from rtxpack._signing import PrivateKey, TrustPolicy
 from rtxpack._signing.bundle import sign
 
@@ -49,3 +49,58 @@ def test_the_source_external_data_is_signed(external_bundle: Path, builder: Priv
         rtxpack.open(external_bundle, trust=policy)
     assert err.value.part == "source/main" and "record differs" in str(err.value)
     assert trusted_parts(external_bundle, keys)["source/main"] == set()  # the spec agrees
+
+
+def _old_release_copy(src_path: Path, out: Path) -> Path:
+    """``src_path`` with its engines recorded as built by TensorRT-RTX 1.6 (load(rebuild=True)
+    rebuilds them from their source)."""
+    from dataclasses import replace
+
+    from rtxpack._format import container
+
+    src = container.BundleFile(src_path)
+    with container.atomic_output(out) as f:
+        w = container.BundleWriter(f)
+        for s in src.manifest.sections:
+            w.copy_section(src, s)
+        engines = tuple(replace(e, trt_version="1.6.0.0") for e in src.manifest.engines)
+        w.finish(replace(src.manifest, sections=tuple(w.sections), engines=engines))
+    src.close()
+    return out
+
+
+def test_rebuild_reads_the_bundle_the_policy_checked(
+    tmp_path: Path, onnx_bundle: Path, builder: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load(rebuild=True) rebuilt from the path, opened again after the policy check: a bundle
+    put in its place in between (unsigned, another source) was rebuilt and loaded unchecked."""
+    import tensorrt_rtx
+
+    from rtxpack import Target, _loader
+    from rtxpack._checks import machine, validity
+
+    signed = _old_release_copy(onnx_bundle, tmp_path / "old.rtxpack")
+    sign(signed, builder)
+    hostile = _old_release_copy(onnx_bundle, tmp_path / "hostile.rtxpack")
+    here = Target(
+        trt_version=tensorrt_rtx.__version__,
+        compute_capability="8.9",
+        driver_version="580.65",
+        os="linux",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        platform="linux_x86_64",
+    )
+    monkeypatch.setattr(machine, "local_target", lambda: here)
+
+    def swap(bundle: object, engines: object) -> list[object]:
+        # runs after the policy check, before the rebuild: the attacker's moment
+        if hostile.exists():
+            hostile.replace(signed)
+        return []
+
+    monkeypatch.setattr(validity, "runtime_findings", swap)
+    monkeypatch.setattr(_loader, "_load_tensorrt", lambda *a: "module")
+    policy = TrustPolicy(engines=[builder.public_key])
+    with pytest.warns(rtxpack.RebuildWarning), pytest.raises(IntegrityError) as err:
+        rtxpack.load(signed, rebuild=True, trust=policy, cache_dir=tmp_path / "cache")
+    assert "changed" in str(err.value)
