@@ -74,6 +74,12 @@ def _why_none_fits(caches: list[CacheInfo], target: Target) -> list[str]:
     return notes
 
 
+def _checks_caches(bundle: Bundle) -> bool:
+    """True when ``bundle`` was opened under a trust policy that requires trusted caches."""
+    report = getattr(bundle, "trust", None)
+    return report is not None and report.policy is not None and report.policy.require == "all"
+
+
 def plan_runtime_cache(
     bundle: Bundle,
     engine_info: EngineInfo,
@@ -116,10 +122,34 @@ def plan_runtime_cache(
     if chosen is None:
         notes += _why_none_fits(_fitting_order(ours), target)
     base = chosen.id if chosen is not None else None
-    remember(local, {"engine_digest": engine_digest, "environment": env_key, "based_on": base})
+    base_digest = bundle.manifest.sections[chosen.section].digest if chosen is not None else None
+    remember(
+        local,
+        {
+            "engine_digest": engine_digest,
+            "environment": env_key,
+            "based_on": base,
+            "based_on_digest": base_digest,
+        },
+    )
 
     expect = {"engine_digest": engine_digest, "environment": env_key}
-    if chosen is not None and file_meta(local).get("based_on") != chosen.id:
+    meta = file_meta(local)
+    # Under a policy that checks caches, a local file grown from a prewarmed cache is only as
+    # good as that cache: it counts only if it grew from the very bytes of the trusted cache
+    # chosen here (an id alone can be reused by another bundle), never from a dropped one.
+    strict = _checks_caches(bundle)
+    grown_from = meta.get("based_on_digest", None if strict else base_digest)
+    grown_from_chosen = (
+        chosen is not None and meta.get("based_on") == chosen.id and grown_from == base_digest
+    )
+    if strict and chosen is None and meta.get("based_on") is not None:
+        notes.append(
+            f"the local cache file {local} grew from prewarmed cache {meta['based_on']}, "
+            "which the trust policy does not vouch for here: not used"
+        )
+        return CachePlan(None, "none", local, tuple(notes))
+    if chosen is not None and not grown_from_chosen:
         env = chosen.environment
         origin = (
             f"prewarmed cache {chosen.id} ({env.gpu_name}, driver {env.driver_version}, {env.os})"

@@ -104,3 +104,53 @@ def test_rebuild_reads_the_bundle_the_policy_checked(
     with pytest.warns(rtxpack.RebuildWarning), pytest.raises(IntegrityError) as err:
         rtxpack.load(signed, rebuild=True, trust=policy, cache_dir=tmp_path / "cache")
     assert "changed" in str(err.value)
+
+
+def test_a_dropped_cache_never_reaches_tensorrt_through_the_local_cache(
+    bundle: Path, builder: PrivateKey, tmp_path: Path
+) -> None:
+    """A load without a cache policy grows this machine's local cache file from the bundle's
+    (unsigned) cache. A later load under require="all", untrusted_caches="drop" drops that
+    cache, and must not start from the local file grown from it either."""
+    import warnings
+
+    from signing_helpers import ENV_4090
+
+    from rtxpack._caches.local import persist_runtime_cache
+    from rtxpack._caches.selection import plan_runtime_cache
+    from rtxpack._checks.target import Target
+
+    here = Target(
+        trt_version=ENV_4090.trt_version,
+        compute_capability=ENV_4090.compute_capability,
+        driver_version=ENV_4090.driver_version,
+        os=ENV_4090.os,
+        gpu_name=ENV_4090.gpu_name,
+        platform="linux_x86_64",
+    )
+    sign(bundle, builder)  # the engines only: the caches stay unsigned
+    loose = TrustPolicy(engines=[builder.public_key])
+    with rtxpack.open(bundle, trust=loose) as b:
+        plan = plan_runtime_cache(b, b.manifest.engine("a"), here, cache_dir=tmp_path)
+        assert plan.cache_id is not None and plan.blob is not None  # the unsigned cache
+        assert plan.persist_path is not None
+        assert persist_runtime_cache(plan.persist_path, plan.blob + b"+grown here")
+    strict = TrustPolicy(engines=[builder.public_key], require="all", untrusted_caches="drop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rtxpack.open(bundle, trust=strict) as b:
+            assert not [c for c in b.manifest.caches if c.engine == "a"]  # dropped
+            plan = plan_runtime_cache(b, b.manifest.engine("a"), here, cache_dir=tmp_path)
+    assert plan.blob is None and plan.origin == "none"
+    # ...and without a policy that checks caches, the grown file is still used (as before)
+    with rtxpack.open(bundle, trust=loose) as b:
+        plan = plan_runtime_cache(b, b.manifest.engine("a"), here, cache_dir=tmp_path)
+        assert plan.blob is not None and plan.blob.endswith(b"+grown here")
+    # ...and under require="all" once the cache it grew from is signed by a trusted prewarm key
+
+    prewarm = PrivateKey.generate("ecdsa-p256")
+    sign(bundle, prewarm, role="caches")
+    trusted = TrustPolicy(engines=[builder.public_key], caches=[prewarm.public_key], require="all")
+    with rtxpack.open(bundle, trust=trusted) as b:
+        plan = plan_runtime_cache(b, b.manifest.engine("a"), here, cache_dir=tmp_path)
+        assert plan.blob is not None and plan.blob.endswith(b"+grown here")
