@@ -70,13 +70,21 @@ def check(tree: Any, outputs: int) -> Any:
     return tree
 
 
-def from_spec(spec: Any) -> Any:
+def from_spec(spec: Any, none_leaves: Sequence[bool] = ()) -> Any:
     """A tree from a ``torch.utils._pytree.TreeSpec``, leaves numbered in flattening order;
-    None when it holds something plain data cannot say (non-string dict keys)."""
+    None when it holds something plain data cannot say (non-string dict keys).
+
+    ``none_leaves[i]`` says that leaf ``i`` is a constant ``None`` (torch.export keeps a returned
+    None as a leaf, while the ONNX graph has no output for it): it is recorded as ``{"none": null}``
+    and numbers no engine output."""
     counter = iter(range(1 << 30))
+    leaf = iter(range(1 << 30))
 
     def walk(s: Any) -> Any:
         if s.is_leaf():
+            i = next(leaf)
+            if i < len(none_leaves) and none_leaves[i]:
+                return {"none": None}
             return next(counter)
         kids = [walk(c) for c in (s.children() if hasattr(s, "children") else s.children_specs)]
         if s.type is type(None):

@@ -92,6 +92,41 @@ def test_input_and_output_names_are_the_callers(tmp_path: Path) -> None:
     assert set(_load_cpu(out)(tokens=torch.randn(2, 16))) == {"logits", "extra"}
 
 
+class ReturnsInputAndNone(torch.nn.Module):
+    """Returns its input unchanged, a None and (with ``int_keys``) a dict plain data cannot say."""
+
+    def __init__(self, int_keys: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(16, 4)
+        self.int_keys = int_keys
+
+    def forward(self, x: Any) -> Any:
+        y = self.fc(x)
+        if self.int_keys:
+            return {0: y, 1: x}
+        return {"y": (y, None), "x": x, "gone": None, "flag": y > 0}
+
+
+def test_none_outputs_and_an_input_returned_as_it_is(tmp_path: Path) -> None:
+    # A None used to number an engine output, so the whole structure was dropped (a bare tuple
+    # came back); and the returned input became Identity(x) -> x, a cycle the build refused.
+    model = ReturnsInputAndNone().eval()
+    x = torch.randn(2, 16)
+    out = rtxpack.save(model, tmp_path / "n.rtxpack", inputs=(x,), shapes={"x": BATCH})
+    got = _load_cpu(out)(x)
+    assert list(got) == ["y", "x", "gone", "flag"]
+    assert got["gone"] is None and isinstance(got["y"], tuple) and got["y"][1] is None
+    with torch.no_grad():
+        torch.testing.assert_close(got["y"][0], model(x)["y"][0])
+    torch.testing.assert_close(got["x"], x)
+    assert got["flag"].dtype == torch.bool
+    assert run_samples(out, device="cpu").ok
+    # no structure to record (int keys), the input still comes back: no cycle
+    flat = rtxpack.save(ReturnsInputAndNone(int_keys=True), tmp_path / "i.rtxpack", inputs=(x,))
+    torch.testing.assert_close(_load_cpu(flat)(x)[1], x)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

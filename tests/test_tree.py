@@ -72,3 +72,16 @@ def test_from_spec_reads_torch_pytree_specs() -> None:
     assert _tree.leaf_paths(_tree.from_spec(spec)) == ["output_0", "output_1"]
     _, spec = tree_flatten({1: t})  # int keys: plain data cannot say it
     assert _tree.from_spec(spec) is None
+
+
+def test_from_spec_records_constant_none_leaves_without_an_output() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils._pytree import tree_flatten
+
+    t = torch.zeros(1)
+    # torch.export keeps a returned None as a leaf; the ONNX graph has no output for it
+    _, spec = tree_flatten((t, t))
+    tree = _tree.from_spec(spec, [False, True])
+    assert tree == {"tuple": [0, {"none": None}]}
+    assert _tree.check(tree, 1) is tree
+    assert _tree.unflatten(tree, ["a"]) == ("a", None)

@@ -43,7 +43,9 @@ def _names(value: Any, what: str, count: int) -> tuple[str, ...] | None:
         raise InvalidArgumentError(f"{what}: expected a list of names, got {value!r}")
     names = tuple(value)
     if not all(isinstance(n, str) and 1 <= len(n) <= 256 and n.isprintable() for n in names):
-        raise InvalidArgumentError(f"{what}: names must be printable strings of 1 to 256 characters")
+        raise InvalidArgumentError(
+            f"{what}: names must be printable strings of 1 to 256 characters"
+        )
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"{what}: names must be unique, got {list(names)}")
     if count >= 0 and len(names) != count:
@@ -147,10 +149,9 @@ def _dynamic_shapes(
                 if lo != hi:
                     old = dims.get(d, (lo, hi))
                     dims[d] = (min(lo, old[0]), max(hi, old[1]))
-        out[param] = (
-            {d: torch.export.Dim(f"{name}_dim{d}", min=lo, max=hi) for d, (lo, hi) in dims.items()}
-            or None
-        )
+        out[param] = {
+            d: torch.export.Dim(f"{name}_dim{d}", min=lo, max=hi) for d, (lo, hi) in dims.items()
+        } or None
     if not any(out.values()):
         return None
     if ex.kwargs:
@@ -173,6 +174,34 @@ def _rename_outputs(model: Any, names: Sequence[str], inputs: Sequence[str]) -> 
     for value, name in zip(outputs, names):
         value.name = name
     return True
+
+
+def _unshadow_inputs(model: Any) -> None:
+    """Rename outputs that carry an input's name but are another value: the exporter returns an
+    input as ``Identity(x) -> x`` once the input is named ``x``, a cycle TensorRT-RTX refuses."""
+    graph = model.graph
+    inputs = {v.name for v in graph.inputs}
+    taken = inputs | set(graph.initializers)
+    for node in graph:
+        taken.update(v.name for v in node.outputs)
+    for value in graph.outputs:
+        if value.name in inputs and value not in graph.inputs:
+            name, n = f"{value.name}_output", 1
+            while name in taken:
+                name, n = f"{value.name}_output_{n}", n + 1
+            taken.add(name)
+            value.name = name
+
+
+def _nones(exported: Any) -> list[bool]:
+    """For each user output of an ``ExportedProgram``: is it a constant None (no ONNX output)?"""
+    from torch.export.graph_signature import ConstantArgument, OutputKind
+
+    return [
+        isinstance(s.arg, ConstantArgument) and s.arg.value is None
+        for s in exported.graph_signature.output_specs
+        if s.kind == OutputKind.USER_OUTPUT
+    ]
 
 
 def export_torch(
@@ -207,7 +236,9 @@ def export_torch(
     model = program.model
     count = len(model.graph.outputs)
     exported = program.exported_program
-    tree = None if exported is None else _tree.from_spec(exported.call_spec.out_spec)
+    tree = (
+        None if exported is None else _tree.from_spec(exported.call_spec.out_spec, _nones(exported))
+    )
     if tree is not None:
         try:
             _tree.check(tree, count)
@@ -220,6 +251,7 @@ def export_torch(
             f"output_names: cannot give the exported outputs the names {list(names)} (one is "
             "already the name of an input or an intermediate value); choose others"
         )
+    _unshadow_inputs(model)
     return Exported(
         split=split_model(model),
         input_names=tuple(str(v.name) for v in model.graph.inputs),
