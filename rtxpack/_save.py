@@ -28,14 +28,20 @@ from ._build.export import TorchInputs, export_torch, torch_inputs
 from ._build.header import EngineHeader, sniff_engine_header
 from ._build.options import BuildOptions, build_platform
 from ._build.weights import DATA_NAME
-from ._exceptions import InvalidArgumentError, RtxpackWarning, ShapeWarning
+from ._exceptions import (
+    BuildError,
+    InvalidArgumentError,
+    RtxpackError,
+    RtxpackWarning,
+    ShapeWarning,
+)
 from ._format import container
 from ._format.manifest import DEFAULT_LIMITS, EngineInfo, Manifest, ShapeRange
 from ._progress import Progress, as_progress
 from ._source import OnnxSource, equal_dims, load_graph_bytes, scan_onnx
 from ._strategy import RuntimeStrategy
 from ._tensors import BFLOAT16, encode, to_numpy, to_torch
-from ._text import size_text, utc_now
+from ._text import shorten, size_text, utc_now
 from ._version import __version__
 
 __all__ = ["EngineSpec", "save"]
@@ -321,7 +327,15 @@ def _onnx_outputs(
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    return run_onnx(graph, feeds, {o.name: o.dtype for o in built.outputs})
+    try:
+        return run_onnx(graph, feeds, {o.name: o.dtype for o in built.outputs})
+    except RtxpackError:
+        raise
+    except Exception as exc:  # onnxruntime's own exception types
+        raise BuildError(
+            f"ONNX Runtime could not run {graph.name} to compute the samples' reference outputs "
+            f"({shorten(str(exc), 300)}); fix the model, or build without samples (samples=False)"
+        ) from None
 
 
 def _check_equal_ranges(

@@ -122,6 +122,25 @@ def _load_graph(path: Path) -> Any:
         raise InvalidArgumentError(f"{path} is not a readable ONNX model ({exc})") from None
 
 
+def _inside(graph: Path, loc: str, file: Path) -> Path:
+    """``file`` if it is a regular file whose real path lies in the model's folder (or, for a
+    model that is itself a link, as in the Hugging Face cache, in its target's folder): a link out
+    of the folder would put any file of this machine (a key, a password store) into the bundle."""
+    real = Path(os.path.realpath(file))
+    folders = {Path(os.path.realpath(graph.parent)), Path(os.path.realpath(graph)).parent}
+    if not any(real.is_relative_to(f) for f in folders):
+        raise InvalidArgumentError(
+            f"{graph} keeps weights in {loc!r}, a link to {real}, outside the model's folder; "
+            "rtxpack stores only data files inside it: copy the file there instead of linking it"
+        )
+    if not real.is_file():
+        raise InvalidArgumentError(
+            f"{graph} keeps weights in {loc!r}, which is not a regular file (a folder, FIFO or "
+            "device); put the model's data file there"
+        )
+    return file
+
+
 def scan_onnx(path: str | os.PathLike[str]) -> OnnxSource:
     """The graph at ``path`` and the external data files it references (which must lie beside it,
     inside its folder). Reads only the graph (``load_external_data=False``)."""
@@ -142,13 +161,13 @@ def scan_onnx(path: str | os.PathLike[str]) -> OnnxSource:
                 "save_as_external_data=True, location='model.onnx.data'))"
             ) from None
         file = graph.parent / loc
-        if not file.is_file():
+        if not file.exists():
             raise InvalidArgumentError(
                 f"{graph} keeps weights in the external data file {loc!r}, which is not at "
                 f"{file}; copy it beside the model (ONNX resolves data files relative to the "
                 "model's folder)"
             )
-        data.append((loc, file))
+        data.append((loc, _inside(graph, loc, file)))
     return OnnxSource(graph, tuple(data), inputs, equal_dims(model, inputs))
 
 

@@ -79,6 +79,59 @@ def test_unsafe_locations_fail(bad: str) -> None:
         _source.check_location(bad)
 
 
+def test_a_data_file_linked_from_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    # A cloned repository's "mlp.data" may be a link to a key or password store: building
+    # used to copy that file into the bundle (ONNX Runtime refuses the same link).
+    path = make_external_mlp(tmp_path / "m", one_file=True)
+    (tmp_path / "m" / "mlp.data").rename(tmp_path / "secret")
+    (tmp_path / "m" / "mlp.data").symlink_to(tmp_path / "secret")
+    with pytest.raises(
+        InvalidArgumentError, match=r"a link to .*secret, outside the model's folder"
+    ):
+        _source.scan_onnx(path)
+
+
+def test_a_linked_subfolder_leading_outside_is_refused(tmp_path: Path) -> None:
+    path = make_external_mlp(tmp_path / "m", one_file=True, location="mlp.data")
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "sub/mlp.data"
+    onnx.save(model, str(path))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "m" / "mlp.data").rename(tmp_path / "elsewhere" / "mlp.data")
+    (tmp_path / "m" / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InvalidArgumentError, match="outside the model's folder"):
+        _source.scan_onnx(path)
+
+
+def test_links_inside_the_folder_and_the_hugging_face_cache_layout_pass(tmp_path: Path) -> None:
+    # snapshots/<rev>/model.onnx -> ../../blobs/<hash>, and the data file likewise
+    make_external_mlp(tmp_path / "blobs", one_file=True)
+    (tmp_path / "blobs" / "mlp.onnx").rename(tmp_path / "blobs" / "aaa")
+    (tmp_path / "blobs" / "mlp.data").rename(tmp_path / "blobs" / "bbb")
+    snap = tmp_path / "snapshots" / "rev"
+    snap.mkdir(parents=True)
+    (snap / "mlp.onnx").symlink_to("../../blobs/aaa")
+    (snap / "mlp.data").symlink_to("../../blobs/bbb")
+    assert [loc for loc, _ in _source.scan_onnx(snap / "mlp.onnx").data] == ["mlp.data"]
+
+
+def test_a_fifo_or_folder_as_data_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    path = make_external_mlp(tmp_path, one_file=True)
+    (tmp_path / "mlp.data").unlink()
+    os.mkfifo(tmp_path / "mlp.data")
+    with pytest.raises(InvalidArgumentError, match="not a regular file"):
+        _source.scan_onnx(path)
+    (tmp_path / "mlp.data").unlink()
+    (tmp_path / "mlp.data").mkdir()
+    with pytest.raises(InvalidArgumentError, match="not a regular file"):
+        _source.scan_onnx(path)
+
+
 def test_not_an_onnx_file_is_an_argument_error(tmp_path: Path) -> None:
     bad = tmp_path / "m.onnx"
     bad.write_bytes(b"\x00garbage\xff" * 10)
@@ -236,3 +289,20 @@ def test_data_files_in_a_subfolder_round_trip(tmp_path: Path) -> None:
     with pytest.warns(rtxpack.FallbackWarning):
         module = rtxpack.load(out, device="cpu", fallback="onnxruntime")
     np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), _reference(x), rtol=1e-5)
+
+
+def test_onnx_runtime_refusing_the_source_at_save_is_a_build_error(tmp_path: Path) -> None:
+    # TensorRT-RTX builds it; ONNX Runtime (computing the samples' reference outputs) refuses
+    # the declared output type. That was onnxruntime's own exception, a raw traceback in the CLI.
+    from conftest import make_onnx_mlp
+
+    pytest.importorskip("onnxruntime")
+    path = make_onnx_mlp(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT32
+    onnx.save(model, str(path))
+    with pytest.raises(
+        rtxpack.BuildError, match=r"ONNX Runtime could not run m\.onnx.*samples=False"
+    ):
+        rtxpack.save(path, tmp_path / "m.rtxpack", shapes=MLP_SHAPES, samples="random")
+    assert not (tmp_path / "m.rtxpack").exists()
