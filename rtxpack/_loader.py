@@ -176,7 +176,8 @@ def load(
                 )
                 bundle.close()
                 # Built here from the bundle's source, which the policy (if any) just vouched
-                # for: the rebuilt bundle is this machine's own and carries no signature.
+                # for: the rebuilt bundle is this machine's own and carries no signature. When
+                # nothing was rebuilt it is the bundle's own path, opened again: under the policy.
                 return load(
                     rebuilt,
                     engine=info.name,
@@ -185,7 +186,7 @@ def load(
                     runtime_cache=runtime_cache,
                     fallback=fallback,
                     cache_dir=cache_dir,
-                    trust=False,
+                    trust=trust if Path(rebuilt) == bundle.path else False,
                 )
         if reason is not None:
             return _fall_back(bundle, info, dev, reason, report, fallback)

@@ -154,3 +154,39 @@ def test_a_dropped_cache_never_reaches_tensorrt_through_the_local_cache(
     with rtxpack.open(bundle, trust=trusted) as b:
         plan = plan_runtime_cache(b, b.manifest.engine("a"), here, cache_dir=tmp_path)
         assert plan.blob is not None and plan.blob.endswith(b"+grown here")
+
+
+def test_a_rebuild_that_rebuilt_nothing_loads_under_the_policy(
+    tmp_path: Path, onnx_bundle: Path, builder: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the rebuild finds nothing to rebuild it returns the bundle's own path, which load()
+    then opened again with trust=False: whatever was at the path by then loaded unchecked."""
+    import tensorrt_rtx
+
+    from rtxpack import Target, _loader
+    from rtxpack._checks import machine, validity
+    from rtxpack._upgrade import rebuild as _rebuild
+
+    signed = _old_release_copy(onnx_bundle, tmp_path / "old.rtxpack")
+    sign(signed, builder)
+    hostile = _old_release_copy(onnx_bundle, tmp_path / "hostile.rtxpack")
+    here = Target(
+        trt_version=tensorrt_rtx.__version__,
+        compute_capability="8.9",
+        driver_version="580.65",
+        os="linux",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        platform="linux_x86_64",
+    )
+    monkeypatch.setattr(machine, "local_target", lambda: here)
+    monkeypatch.setattr(validity, "runtime_findings", lambda bundle, engines: [])
+
+    def nothing_to_rebuild(path: Path, **kwargs: object) -> Path:
+        hostile.replace(path)  # the attacker's moment: after every check of the rebuild
+        return Path(path)
+
+    monkeypatch.setattr(_rebuild, "rebuild_to_cache", nothing_to_rebuild)
+    monkeypatch.setattr(_loader, "_load_tensorrt", lambda *a: "module")
+    policy = TrustPolicy(engines=[builder.public_key])
+    with pytest.warns(rtxpack.RebuildWarning), pytest.raises(UntrustedBundleError):
+        rtxpack.load(signed, rebuild=True, trust=policy, cache_dir=tmp_path / "cache")
