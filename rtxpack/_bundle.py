@@ -112,12 +112,21 @@ class Bundle:
     def section(self, index: int) -> Section:
         return self.manifest.sections[index]
 
-    def read_section(self, index: int, *, verify: bool = True) -> memoryview | bytes:
-        return self._file.decode(self.manifest.sections[index], verify=verify)
+    def read_section(
+        self, index: int, *, verify: bool = True, private: bool = False
+    ) -> memoryview | bytes:
+        """A section's decoded bytes, digest-checked unless ``verify=False``. ``private=True``
+        copies a stored section into memory before checking it (see ``read_engine``)."""
+        return self._file.decode(self.manifest.sections[index], verify=verify, private=private)
 
-    def read_engine(self, name: str | None = None, *, verify: bool = True) -> memoryview | bytes:
-        """The engine's bytes, digest-checked. Stored engines come back as a zero-copy view."""
-        return self.read_section(self.manifest.engine(name).section, verify=verify)
+    def read_engine(
+        self, name: str | None = None, *, verify: bool = True, private: bool = False
+    ) -> memoryview | bytes:
+        """The engine's bytes, digest-checked. Stored engines come back as a zero-copy view of
+        the mapped file, unless ``private=True``: then as a copy in memory, checked after
+        copying, so bytes written into the file meanwhile cannot slip in (``load`` does this
+        under a trust policy)."""
+        return self.read_section(self.manifest.engine(name).section, verify=verify, private=private)
 
     def read_source(self, name: str | None = None) -> bytes | None:
         """The engine's model source (ONNX bytes), or None if the bundle does not carry it."""
@@ -157,7 +166,7 @@ class Bundle:
     def read_cache(self, cache_id: str) -> bytes:
         for c in self.manifest.caches:
             if c.id == cache_id:
-                return bytes(self.read_section(c.section))
+                return bytes(self.read_section(c.section, private=True))  # checked as used
         raise InvalidArgumentError(f"no runtime cache with id {cache_id!r} in this bundle")
 
     def verify(self) -> None:

@@ -296,7 +296,9 @@ def _load_tensorrt(
                 RuntimeCacheWarning,
                 stacklevel=3,
             )
-    data = bundle.read_engine(info.name)
+    # Under a trust policy, a private copy is checked and handed over: bytes written into the
+    # file in place after the check never reach TensorRT-RTX (the view shows such writes).
+    data = bundle.read_engine(info.name, private=bundle.trust is not None)
     try:
         return tensorrt.TensorRTModule(
             data,

@@ -971,15 +971,21 @@ class BundleFile:
         """The section's bytes as stored in the file (no decoding, no verification)."""
         return memoryview(self._map())[section.offset : section.offset + section.length]
 
-    def decode(self, section: Section, *, verify: bool = True) -> memoryview | bytes:
+    def decode(
+        self, section: Section, *, verify: bool = True, private: bool = False
+    ) -> memoryview | bytes:
         """The section's decoded bytes, digest-checked unless ``verify=False``.
 
-        A stored section comes back as a read-only memoryview of the memory-mapped file: no copy.
+        A stored section comes back as a read-only memoryview of the memory-mapped file: no copy,
+        and bytes written into the file in place later show through it. With ``private=True`` it
+        is copied into memory first and the copy is checked: what was checked is what is used.
         A zstd section is decoded into memory (at most its declared size); to verify or extract
         a section of any size in bounded memory, use ``iter_decoded``.
         """
         if section.codec == "stored":
-            view = self.raw_view(section)
+            view: memoryview | bytes = self.raw_view(section)
+            if private:
+                view = bytes(view)
             if verify:
                 got = digest(view)
                 if got != section.digest:

@@ -190,3 +190,45 @@ def test_a_rebuild_that_rebuilt_nothing_loads_under_the_policy(
     policy = TrustPolicy(engines=[builder.public_key])
     with pytest.warns(rtxpack.RebuildWarning), pytest.raises(UntrustedBundleError):
         rtxpack.load(signed, rebuild=True, trust=policy, cache_dir=tmp_path / "cache")
+
+
+def test_bytes_written_in_place_after_the_check_never_reach_tensorrt(
+    bundle: Path, builder: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a policy, load() checked a stored engine on the file's mapping and handed that
+    mapping to TensorRT-RTX: a write into the file in place (not a rename) right after the
+    check showed through, so unsigned bytes were deserialized."""
+    import torch
+
+    from rtxpack import _loader
+    from rtxpack._backends import tensorrt
+    from rtxpack._format import container
+
+    sign(bundle, builder)
+    with rtxpack.open(bundle) as b:
+        section = b.manifest.sections[b.manifest.engine("a").section]
+        assert section.codec == "stored"
+        original = bytes(b.read_engine("a"))
+    real = container.digest
+
+    def check_then_tamper(data: bytes | bytearray | memoryview) -> str:
+        got = real(data)
+        if len(data) == len(original):
+            with open(bundle, "r+b") as f:  # the attacker writes into the file itself
+                f.seek(section.offset)
+                f.write(bytes(x ^ 0xFF for x in original[:16]))
+        return got
+
+    handed: list[bytes] = []
+
+    def fake_module(data: bytes | memoryview, **kwargs: object) -> str:
+        handed.append(bytes(data))
+        return "module"
+
+    monkeypatch.setattr(tensorrt, "TensorRTModule", fake_module)
+    with rtxpack.open(bundle, trust=TrustPolicy(engines=[builder.public_key])) as b:
+        monkeypatch.setattr(container, "digest", check_then_tamper)
+        info = b.manifest.engine("a")
+        dev = torch.device("cuda")
+        assert _loader._load_tensorrt(b, info, dev, info.strategy, None, None) == "module"
+    assert handed == [original]
