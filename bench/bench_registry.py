@@ -10,7 +10,7 @@ runtime caches for 8 GPU models (random bytes standing in for caches), starts De
 ``docker-registry`` on a free loopback port, and measures:
 
 - blob download throughput of the engine: ``curl -o FILE`` (a plain HTTP GET writing to disk)
-  against rtxpack's fetch into the content store (sha256 while streaming, fsync, rename) and
+  against rtxpack's fetch into the content store (sha256 while streaming, rename; no fsync) and
   against a whole ``rtxpack.pull`` (fetch + write a verified bundle), each in a fresh process with
   an empty store, interleaved, ``--repeat`` times (median); peak RSS of each pull process;
 - bytes the registry sent for a device pulling for one GPU (access log), against the engine + one
@@ -145,7 +145,7 @@ def run_child(op: str, *args: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def curl_get(url: str, out: Path) -> tuple[float, float]:
-    """Seconds for ``curl -o FILE``, and for that plus an fsync of FILE (durable, as the store)."""
+    """Seconds for ``curl -o FILE``, and for that plus an fsync of FILE (a durable copy)."""
     t0 = time.perf_counter()
     subprocess.run(["curl", "-sf", "-o", str(out), url], check=True)
     elapsed = time.perf_counter() - t0
@@ -325,7 +325,7 @@ def report(**r: Any) -> None:
     sync = med(r["curl_sync_s"])
     print(f"| `curl -o FILE` + fsync | {sync:.2f} s | {mb_s(sync):.0f} | {curl / sync:.2f}x |")
     print(
-        f"| rtxpack fetch into the content store (sha256, fsync) | {fetch:.2f} s | "
+        f"| rtxpack fetch into the content store (sha256, no fsync) | {fetch:.2f} s | "
         f"{mb_s(fetch):.0f} | {curl / fetch:.2f}x |"
     )
     print(

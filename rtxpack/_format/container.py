@@ -467,9 +467,18 @@ class BundleWriter:
         """Append a section whose stored bytes (exactly ``section.length`` of them, e.g. a blob
         from a registry) are read from ``source``, under the section's own kind, name, codec,
         size and digest; the digest (and for zstd the decoded size) is checked as they stream
-        through, so nothing unchecked is kept. ``where`` names the source in errors."""
+        through, so nothing unchecked is kept. ``where`` names the source in errors.
+        A copy that fails leaves the writer as it was: the caller may retry from another source."""
         self._align()
         start = self._pos
+        try:
+            return self._copy_raw(section, source, where, start)
+        except BaseException:
+            self._f.seek(start)
+            self._f.truncate()
+            raise
+
+    def _copy_raw(self, section: Section, source: IO[bytes], where: str, start: int) -> int:
         h = _hasher()
         tee = _Tee(source, self._f, section.length)
         kept = bytearray()  # a signature section's bytes (small), for finish()

@@ -4,7 +4,9 @@ The bundle manifest (the artifact's config) is read first; the compatibility rul
 pick the engines the target can run, the cache-fit rule (``_caches``) the prewarmed cache each
 engine loads there, and only those blobs are downloaded into the content store (sha256 checked
 as they stream), one after the other, each copied by the bundle writer into the new bundle as
-soon as it is stored (its section digest checked as it is copied). The bundle is a temporary
+soon as it is stored (its section digest checked as it is copied). A blob the store already
+held is checked the same way; one that fails (the store does not fsync, so a crash can damage
+it) is deleted and downloaded again. The bundle is a temporary
 file renamed into place at the end: nothing partial is left at the destination.
 """
 
@@ -23,7 +25,13 @@ from .. import _constants
 from .._checks.check import check_manifest
 from .._checks.report import CompatibilityReport
 from .._checks.target import Target
-from .._exceptions import CompatibilityError, InvalidArgumentError, SignatureDroppedWarning
+from .._exceptions import (
+    CompatibilityError,
+    DamagedBundleError,
+    IntegrityError,
+    InvalidArgumentError,
+    SignatureDroppedWarning,
+)
 from .._format.container import BundleWriter, atomic_output
 from .._format.manifest import Manifest
 from .._signing.sign import SIGNS_NOTHING
@@ -229,10 +237,22 @@ def _pull_remote(
             index = {}
             for i in keep:  # one blob open at a time, whatever the section count
                 layer = layers[i]
+                section = remote.manifest.sections[i]
                 handle, fresh = store.fetch(client, reference.repository, layer.digest, layer.size)
-                with handle:
-                    section = remote.manifest.sections[i]
-                    index[i] = writer.copy_raw(section, handle, str(reference))
+                try:
+                    with handle:
+                        index[i] = writer.copy_raw(section, handle, str(reference))
+                except (IntegrityError, DamagedBundleError):
+                    # A reused blob the store holds damaged (it does not fsync: a crash can
+                    # leave zeros) is a cache miss: download it again. A fresh blob, or an
+                    # intact one whose section digest still fails, is the artifact's fault.
+                    if fresh or not store.discard_if_damaged(layer.digest):
+                        raise
+                    handle, fresh = store.fetch(
+                        client, reference.repository, layer.digest, layer.size
+                    )
+                    with handle:
+                        index[i] = writer.copy_raw(section, handle, str(reference))
                 if fresh:
                     downloaded += 1
                     downloaded_bytes += layer.size

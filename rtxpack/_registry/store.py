@@ -12,6 +12,12 @@ size and digest match, so a reader never sees a torn blob and two pulls of the s
 or processes) download it once. ``fetch`` hands back an open file taken under the lock, so
 ``prune`` (which takes the same lock and skips locked blobs) cannot remove a blob between its
 download and its use. Using a blob refreshes its modification time, which ``prune`` ages by.
+
+The store is a cache, not the durable copy: blobs are not fsync'd (flushing a 1 GiB engine costs
+seconds, more than its download). A crash can leave a stored blob short or zero-filled, so nothing
+trusts a stored blob unchecked: ``fetch`` downloads again a blob of the wrong size, ``read_small``
+checks the digest of what it reads (``put`` replaces a damaged copy), and a pull whose copy of a
+reused blob fails its section digest asks ``discard_if_damaged`` and downloads the blob again.
 """
 
 from __future__ import annotations
@@ -144,14 +150,12 @@ class ContentStore:
         if hashlib.sha256(data).hexdigest() != _hex(digest):
             raise BlobIntegrityError(f"content given to the store as {digest} has another digest")
         with self._lock(digest, _constants.STORE_LOCK_TIMEOUT_S):
-            if self.has(digest, len(data)):
-                return
+            if self.read_small(digest, len(data)) == data:
+                return  # kept and intact (a damaged copy is replaced)
             tmp = self.root / "incoming" / f"{_hex(digest)}.{os.getpid()}.tmp"
             try:
                 with open(tmp, "wb") as out:
                     out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
                 os.replace(tmp, self.path(digest))
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
@@ -173,8 +177,10 @@ class ContentStore:
         self, client: RegistryClient, repository: str, digest: str, size: int
     ) -> tuple[BinaryIO, bool]:
         """An open file of blob ``digest`` (``size`` bytes), downloaded if the store lacks it;
-        the flag says whether it was downloaded (partly or fully) now."""
-        _, incoming, _ = self._dirs()
+        the flag says whether it was downloaded (partly or fully) now. A stored blob is only
+        checked for its size here: the caller checks its content as it reads it (see
+        ``discard_if_damaged``)."""
+        self._dirs()
         handle = self._open_existing(digest, size)
         if handle is not None:
             return handle, False
@@ -182,46 +188,83 @@ class ContentStore:
             handle = self._open_existing(digest, size)
             if handle is not None:
                 return handle, False
-            partial = incoming / f"{_hex(digest)}.partial"
+            if not self._download(client, repository, digest, size, resume=True):
+                # A resumed download whose kept part was damaged (the store does not fsync, so a
+                # crash can leave zeros) fails its digest: once more from the first byte.
+                self._download(client, repository, digest, size, resume=False)
+            final = self.path(digest)
+            os.replace(self.root / "incoming" / f"{_hex(digest)}.partial", final)
+            return open(final, "rb"), True
+
+    def _download(
+        self, client: RegistryClient, repository: str, digest: str, size: int, resume: bool
+    ) -> bool:
+        """Download blob ``digest`` into its ``.partial`` file, resuming what an interrupted
+        download left there if ``resume``. False if a resumed download failed its digest (the
+        ``.partial`` file is then gone); a download from the first byte raises instead."""
+        partial = self.root / "incoming" / f"{_hex(digest)}.partial"
+        hasher = hashlib.sha256()
+        try:
+            out = open(partial, "a+b")  # noqa: SIM115 -- closed below
+        except OSError as exc:
+            raise OutputError(f"cannot write to the content store {self.root}: {exc}") from None
+        written = 0
+        try:
+            out.seek(0)
+            if not resume or os.fstat(out.fileno()).st_size > size:
+                out.truncate(0)
+            else:
+                while chunk := out.read(_constants.REGISTRY_CHUNK_BYTES):
+                    hasher.update(chunk)
+                    written += len(chunk)
+            out.seek(0, os.SEEK_END)
+            client.fetch_blob(repository, digest, size, out, written=written, hasher=hasher)
+        except BlobIntegrityError:
+            out.close()
+            partial.unlink(missing_ok=True)
+            if written:
+                return False
+            raise
+        except OSError as exc:
+            out.close()
+            partial.unlink(missing_ok=True)
+            raise OutputError(f"cannot write to the content store {self.root}: {exc}") from None
+        except BaseException:
+            # keep what arrived for a resumed download; an empty file is no use
+            out.close()
+            with contextlib.suppress(OSError):
+                if partial.stat().st_size == 0:
+                    partial.unlink()
+            raise
+        finally:
+            out.close()  # no fsync: see the module docstring
+        return True
+
+    def discard_if_damaged(self, digest: str) -> bool:
+        """Check the stored blob ``digest`` against its sha256 and delete it if it does not match
+        (a cache miss: the next ``fetch`` downloads it again). True if it was deleted or is gone;
+        False if it is intact (then whatever failed is not the store's copy)."""
+        with self._lock(digest, _constants.STORE_LOCK_TIMEOUT_S):
+            path = self.path(digest)
             hasher = hashlib.sha256()
             try:
-                out = open(partial, "a+b")  # noqa: SIM115 -- closed below
-            except OSError as exc:
-                raise OutputError(f"cannot write to the content store {self.root}: {exc}") from None
-            try:
-                out.seek(0)
-                written = 0
-                existing = os.fstat(out.fileno()).st_size
-                if existing > size:
-                    out.truncate(0)
-                else:
-                    while chunk := out.read(_constants.REGISTRY_CHUNK_BYTES):
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(_constants.REGISTRY_CHUNK_BYTES):
                         hasher.update(chunk)
-                        written += len(chunk)
-                out.seek(0, os.SEEK_END)
-                client.fetch_blob(repository, digest, size, out, written=written, hasher=hasher)
-                out.flush()
-                os.fsync(out.fileno())
-            except BlobIntegrityError:
-                out.close()
-                partial.unlink(missing_ok=True)
-                raise
+            except FileNotFoundError:
+                return True
             except OSError as exc:
-                out.close()
-                partial.unlink(missing_ok=True)
-                raise OutputError(f"cannot write to the content store {self.root}: {exc}") from None
-            except BaseException:
-                # keep what arrived for a resumed download; an empty file is no use
-                out.close()
-                with contextlib.suppress(OSError):
-                    if partial.stat().st_size == 0:
-                        partial.unlink()
-                raise
-            finally:
-                out.close()
-            final = self.path(digest)
-            os.replace(partial, final)
-            return open(final, "rb"), True
+                raise OutputError(f"cannot read the content store {self.root}: {exc}") from None
+            if hasher.hexdigest() == _hex(digest):
+                return False
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise OutputError(
+                    f"the stored blob {path} is damaged and cannot be removed: {exc}; remove it "
+                    "or run 'rtxpack store prune'"
+                ) from None
+            return True
 
     def report(self) -> StoreReport:
         blobs = blob_bytes = partial_files = partial_bytes = 0

@@ -495,3 +495,75 @@ def test_a_section_kind_no_media_type_can_name_is_refused_before_anything_moves(
     with pytest.raises(rtxpack.InvalidArgumentError, match="cannot be pushed"):
         push(odd, registry.ref("fleet/odd:1"))
     assert registry.requests(mark) == []
+
+
+def test_stored_blobs_damaged_by_a_crash_are_downloaded_again_and_the_pull_succeeds(
+    registry: RegistryServer, fleet_bundle: Path, tmp_path: Path
+) -> None:
+    # The store does not fsync its blobs: after a power loss one can be zero-filled (same size)
+    # or hold other bytes. A pull must treat such a blob as a cache miss, not fail.
+    ref = registry.ref("fleet/crash:1")
+    push(fleet_bundle, ref)
+    first = pull(ref, tmp_path / "a.rtxpack", target=target(*GPUS[0]))
+    assert first.downloaded == 2
+    store = ContentStore()
+    doc = json.loads(_raw_manifest(registry, "fleet/crash", "1"))
+    engine = doc["layers"][0]
+    engine_blob = store.path(engine["digest"])
+    engine_blob.write_bytes(bytes(engine["size"]))  # zero-filled, right size
+    cache = next(
+        layer
+        for layer in doc["layers"][1:]
+        if store.path(layer["digest"]).exists() and layer["digest"] != engine["digest"]
+    )
+    damaged = bytearray(store.path(cache["digest"]).read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    store.path(cache["digest"]).write_bytes(bytes(damaged))
+
+    mark = registry.log_mark()
+    second = pull(ref, tmp_path / "b.rtxpack", target=target(*GPUS[0]))
+    assert (second.downloaded, second.reused) == (2, 0)
+    gets = {r[1].rsplit("/", 1)[1] for r in registry.requests(mark) if r[0] == "GET"}
+    assert {engine["digest"], cache["digest"]} <= gets
+    with rtxpack.open(tmp_path / "b.rtxpack") as bundle:
+        bundle.verify()
+    assert (tmp_path / "a.rtxpack").read_bytes() == (tmp_path / "b.rtxpack").read_bytes()
+    assert sha256_digest(engine_blob.read_bytes()) == engine["digest"]  # the store is repaired
+    third = pull(ref, tmp_path / "c.rtxpack", target=target(*GPUS[0]))
+    assert third.downloaded == 0
+
+
+def test_a_damaged_stored_manifest_is_fetched_again_and_replaced(
+    registry: RegistryServer, fleet_bundle: Path, tmp_path: Path
+) -> None:
+    pushed = push(fleet_bundle, registry.ref("fleet/crashm:1"))
+    pull(pushed.reference, tmp_path / "a.rtxpack", target=target(*GPUS[0]))
+    store = ContentStore()
+    kept = store.path(pushed.digest)
+    size = kept.stat().st_size
+    kept.write_bytes(bytes(size))
+    again = pull(pushed.reference, tmp_path / "b.rtxpack", target=target(*GPUS[0]))
+    assert again.downloaded == 0
+    assert sha256_digest(kept.read_bytes()) == pushed.digest
+    registry.stop()  # repaired: the digest-pinned pull now works offline again
+    pull(pushed.reference, tmp_path / "c.rtxpack", target=target(*GPUS[0]))
+
+
+def test_discard_if_damaged_keeps_an_intact_blob_and_removes_a_damaged_one(
+    tmp_path: Path,
+) -> None:
+    store = ContentStore(tmp_path / "s")
+    data = b"engine bytes" * 1000
+    digest = sha256_digest(data)
+    store.put(digest, data)
+    assert store.discard_if_damaged(digest) is False
+    assert store.path(digest).read_bytes() == data
+    store.path(digest).write_bytes(bytes(len(data)))
+    assert store.read_small(digest, len(data)) is None
+    assert store.discard_if_damaged(digest) is True
+    assert not store.path(digest).exists()
+    assert store.discard_if_damaged(digest) is True  # gone already: still a miss
+    store.put(digest, data)
+    store.path(digest).write_bytes(bytes(len(data)))
+    store.put(digest, data)  # a damaged copy is replaced, not kept because its size matches
+    assert store.read_small(digest, len(data)) == data

@@ -499,3 +499,40 @@ def test_prune_refuses_an_age_that_is_not_a_number_of_seconds(tmp_path: Path, ba
     store = ContentStore(tmp_path / "s")
     with pytest.raises(rtxpack.InvalidArgumentError):
         store.prune(older_than_s=bad)
+
+
+def test_an_interrupted_download_whose_kept_part_is_damaged_starts_over(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    # the .partial file is not fsync'd either: after a crash it can hold zeros
+    client = RegistryClient(registry.registry)
+    data, digest = blob(2_000_000, seed=6)
+    upload(client, "a", data)
+    store = ContentStore(tmp_path / "s")
+    store._dirs()
+    (store.root / "incoming" / f"{digest[7:]}.partial").write_bytes(bytes(1_200_000))
+    mark = registry.log_mark()
+    handle, fresh = store.fetch(client, "a", digest, len(data))
+    with handle:
+        assert handle.read() == data
+    assert fresh
+    assert registry.bytes_sent(mark) == len(data) + len(data) - 1_200_000
+    assert store.report().partial_files == 0
+
+
+def test_a_fresh_download_that_fails_its_digest_is_not_retried_from_the_start(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    client = RegistryClient(registry.registry)
+    data, digest = blob(1_000_000, seed=7)
+    upload(client, "a", data)
+    blob_file = registry.blob_file(digest)
+    damaged = bytearray(blob_file.read_bytes())
+    damaged[10] ^= 0xFF
+    blob_file.write_bytes(bytes(damaged))
+    store = ContentStore(tmp_path / "s")
+    mark = registry.log_mark()
+    with pytest.raises(BlobIntegrityError):
+        store.fetch(client, "a", digest, len(data))
+    assert len([r for r in registry.requests(mark) if r[0] == "GET"]) == 1
+    assert store.report().partial_files == 0
