@@ -536,3 +536,28 @@ def test_a_fresh_download_that_fails_its_digest_is_not_retried_from_the_start(
         store.fetch(client, "a", digest, len(data))
     assert len([r for r in registry.requests(mark) if r[0] == "GET"]) == 1
     assert store.report().partial_files == 0
+
+
+def test_a_blob_body_is_read_into_reused_buffers_not_through_read(
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the download loop's speed depends on it (docs/performance.md): urllib3's read(amt) makes a
+    # new bytes object per chunk; the body is read into the sink's buffers instead
+    import urllib3.response
+
+    client = RegistryClient(registry.registry)
+    data, digest = blob(5_000_000, seed=8)
+    upload(client, "a", data)
+    real_read = urllib3.response.HTTPResponse.read
+    body_reads = []
+
+    def counting_read(self: urllib3.response.HTTPResponse, amt: int | None = None, **kw: object):  # type: ignore[no-untyped-def]
+        if amt is not None:
+            body_reads.append(amt)
+        return real_read(self, amt, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read", counting_read)
+    handle, _ = ContentStore(tmp_path / "s").fetch(client, "a", digest, len(data))
+    with handle:
+        assert handle.read() == data
+    assert body_reads == []
