@@ -13,7 +13,7 @@ or processes) download it once. ``fetch`` hands back an open file taken under th
 ``prune`` (which takes the same lock and skips locked blobs) cannot remove a blob between its
 download and its use. Using a blob refreshes its modification time, which ``prune`` ages by.
 
-The store is a cache, not the durable copy: blobs are not fsync'd (flushing a 1 GiB engine costs
+The store is a cache, not the durable copy: blobs are not fsync'd (flushing a 1 GiB engine can cost
 seconds, more than its download). A crash can leave a stored blob short or zero-filled, so nothing
 trusts a stored blob unchecked: ``fetch`` downloads again a blob of the wrong size, ``read_small``
 checks the digest of what it reads (``put`` replaces a damaged copy), and a pull whose copy of a
