@@ -473,10 +473,44 @@ def _samples_of(
     else:
         assert isinstance(plan.samples, dict)
         feeds = plan.samples
+        _check_given_samples(plan.name, feeds, built)
     if plan.torch_inputs is not None:
         return feeds, _torch_outputs(plan, feeds, built)
     assert plan.onnx is not None
     return feeds, _onnx_outputs(plan.onnx.graph, feeds, built)
+
+
+def _check_given_samples(name: str, feeds: Mapping[str, np.ndarray], built: BuiltEngine) -> None:
+    """Given sample inputs must be what the engine takes: every input, its dtype, its rank and a
+    shape inside one of its profiles (else ``verify --run`` could never pass on a GPU)."""
+    for spec in built.inputs:
+        what = f"{name}: samples[{spec.name!r}]"
+        if spec.name not in feeds:
+            raise InvalidArgumentError(
+                f"{what} is missing; give an array for every input "
+                f"({', '.join(t.name for t in built.inputs)})"
+            )
+        arr = feeds[spec.name]
+        try:
+            want = BFLOAT16 if spec.dtype == "bfloat16" else np.dtype(spec.dtype)
+        except TypeError:  # a dtype numpy has no name for (fp8, int4): nothing to compare
+            want = arr.dtype
+        if arr.dtype != want:
+            raise InvalidArgumentError(f"{what} has dtype {arr.dtype}, the input takes {want}")
+        shape = tuple(arr.shape)
+        ranges = [p[spec.name] for p in built.profiles if spec.name in p]
+        fits = (
+            any(r.contains(shape) for r in ranges)
+            if ranges
+            else len(shape) == len(spec.shape)
+            and all(w in (-1, d) for w, d in zip(spec.shape, shape))
+        )
+        if not fits:
+            allowed = ", ".join(f"{list(r.min)}..{list(r.max)}" for r in ranges)
+            raise InvalidArgumentError(
+                f"{what} has shape {list(shape)}, outside what the input takes "
+                f"({allowed or list(spec.shape)}); give samples inside a profile"
+            )
 
 
 def _write_samples(

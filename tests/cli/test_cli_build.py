@@ -3,6 +3,7 @@ usage errors exit 2 before any work; ``drop-source``; progress and the TensorRT-
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,32 @@ def test_samples_from_a_file(tmp_path: Path, onnx_mlp: Path, kind: str) -> None:
         samples = b.read_samples()
         assert samples is not None
         np.testing.assert_array_equal(samples["inputs"]["x"], x)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.ones((3, 16), np.float64)}, "has dtype float64, the input takes float32"),
+        ({"x": np.ones((20, 16), np.float32)}, r"shape \[20, 16\], outside"),
+        ({"x": np.ones((16,), np.float32)}, r"shape \[16\], outside"),
+        ({}, "samples\\['x'\\] is missing"),
+    ],
+)
+def test_samples_that_do_not_fit_the_engine_are_refused(
+    tmp_path: Path,
+    onnx_mlp: Path,
+    capsys: pytest.CaptureFixture[str],
+    arrays: dict[str, Any],
+    message: str,
+) -> None:
+    # A shape outside every profile used to be stored (verify --run could never pass on a GPU);
+    # a wrong dtype, rank or a missing input was onnxruntime's raw exception.
+    path = tmp_path / "s.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "s.rtxpack"
+    assert _build(onnx_mlp, out, "--shape", "x=1x16:4x16:8x16", "--samples", str(path)) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
