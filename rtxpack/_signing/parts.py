@@ -26,6 +26,25 @@ __all__ = ["Part", "bundle_parts", "describe_part", "match", "statement_for"]
 _ENGINE_LAYOUT_KEYS = ("section", "source", "samples")
 _CACHE_LAYOUT_KEYS = ("section",)
 
+#: The optional record fields of docs/format.md and their defaults, by part kind and the map they
+#: sit in ("" the record itself). A field at its default and the same field absent are the same
+#: record: a writer may write either, and every rewrite writes the default explicitly. Signed and
+#: present records are compared without them (docs/signing.md "Normalized records"); a new
+#: optional field goes here and in that table.
+RECORD_DEFAULTS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    "engine": {
+        "": {"source_data": [], "output_tree": None, "build_options": None, "equal_dims": []},
+        "strategy": {"weight_streaming_budget": None},
+        "build_options": {
+            "weight_streaming": False,
+            "tiling_optimization_level": "none",
+            "l2_limit_for_tiling": None,
+            "max_aux_streams": None,
+        },
+    },
+    "runtime_cache": {"": {"shapes": []}, "environment": {"compute_in_graphics": False}},
+}
+
 
 @dataclass(frozen=True)
 class Part:
@@ -42,6 +61,23 @@ def _hex(raw: Mapping[str, Any], index: int) -> str:
     return digest.split(":", 1)[1]
 
 
+def normalized(name: str, record: Any) -> Any:
+    """``record`` of part ``name`` without the optional fields (RECORD_DEFAULTS) that hold their
+    default, in the record and in its nested maps listed there; everything else is kept as is."""
+    defaults = RECORD_DEFAULTS.get(name.partition("/")[0])
+    if defaults is None or not isinstance(record, dict):
+        return record
+
+    def strip(value: dict[str, Any], drop: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if not (k in drop and same(v, drop[k]))}
+
+    out = {
+        k: strip(v, defaults[k]) if k and k in defaults and isinstance(v, dict) else v
+        for k, v in record.items()
+    }
+    return strip(out, defaults[""])
+
+
 def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
     """The parts of a bundle, from its manifest as plain data (already validated by the reader:
     indices point at sections of the right kind, names are unique)."""
@@ -51,7 +87,9 @@ def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
         name = e["name"]
         record = {k: v for k, v in e.items() if k not in _ENGINE_LAYOUT_KEYS}
         engine_digest[name] = _hex(raw, e["section"])
-        parts[f"engine/{name}"] = Part(f"engine/{name}", "engines", engine_digest[name], record)
+        parts[f"engine/{name}"] = Part(
+            f"engine/{name}", "engines", engine_digest[name], normalized(f"engine/{name}", record)
+        )
         if e.get("source") is not None:
             # The source's external data files (format 1.1) are part of it: what the ONNX
             # Runtime fallback and a rebuild run. Their digests are the source's record.
@@ -68,7 +106,7 @@ def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
         name = f"runtime_cache/{c['id']}"
         record = {k: v for k, v in c.items() if k not in _CACHE_LAYOUT_KEYS}
         binds = {f"engine/{c['engine']}": engine_digest[c["engine"]]}
-        parts[name] = Part(name, "caches", _hex(raw, c["section"]), record, binds)
+        parts[name] = Part(name, "caches", _hex(raw, c["section"]), normalized(name, record), binds)
     return parts
 
 
@@ -107,7 +145,7 @@ def match(statement: Statement, part: Part) -> str | None:
         if part.name in statement.records:
             return "its manifest record differs from what was signed (a record was signed for it)"
     else:
-        signed = statement.records.get(part.name)
+        signed = normalized(part.name, statement.records.get(part.name))
         if signed is None:
             return "its manifest record was not signed"
         if not same(signed, part.record):

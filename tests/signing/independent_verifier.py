@@ -82,6 +82,39 @@ def read_manifest(path: Path) -> tuple[bytes, dict[str, Any]]:
     return data, msgpack.unpackb(data[m_off : m_off + m_len], raw=False)
 
 
+#: docs/signing.md "Normalized records": optional fields and their defaults, per part kind and
+#: map ("" is the record itself)
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "engine": {
+        "": {"source_data": [], "output_tree": None, "build_options": None, "equal_dims": []},
+        "strategy": {"weight_streaming_budget": None},
+        "build_options": {
+            "weight_streaming": False,
+            "tiling_optimization_level": "none",
+            "l2_limit_for_tiling": None,
+            "max_aux_streams": None,
+        },
+    },
+    "runtime_cache": {"": {"shapes": []}, "environment": {"compute_in_graphics": False}},
+}
+
+
+def normalize(name: str, record: Any) -> Any:
+    table = DEFAULTS.get(name.split("/", 1)[0])
+    if table is None or not isinstance(record, dict):
+        return record
+    out = {}
+    for key, value in record.items():
+        if key in table[""] and _same(value, table[""][key]):
+            continue
+        if key and key in table and isinstance(value, dict):
+            value = {
+                k: v for k, v in value.items() if not (k in table[key] and _same(v, table[key][k]))
+            }
+        out[key] = value
+    return out
+
+
 def parts(manifest: dict[str, Any]) -> dict[str, tuple[str, str, Any, dict[str, str]]]:
     """name -> (role, hex digest, record or None, bound subjects)"""
     hexd = [s["digest"].split(":", 1)[1] for s in manifest["sections"]]
@@ -146,7 +179,9 @@ def trusted_parts(path: Path, trusted: dict[str, list[bytes]]) -> dict[str, set[
                 continue
             if record is None and name in records:
                 continue
-            if record is not None and not (name in records and _same(records[name], record)):
+            if record is not None and not (
+                name in records and _same(normalize(name, records[name]), normalize(name, record))
+            ):
                 continue
             if any(subjects.get(n) != d for n, d in binds.items()):
                 continue
