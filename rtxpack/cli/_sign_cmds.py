@@ -19,7 +19,7 @@ from .._signing import (
 )
 from .._signing.bundle import sign
 
-__all__ = ["add_trust_args", "register", "trust_from_args"]
+__all__ = ["add_trust_args", "register", "trust_from_args", "trust_usage_error"]
 
 
 def add_trust_args(p: argparse.ArgumentParser) -> None:
@@ -51,18 +51,34 @@ def add_trust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", metavar="FILE", help="a trust policy file (JSON) instead")
 
 
+def trust_usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the trust flags together (cli.main: a usage error), or None."""
+    if getattr(args, "policy", None) is None and not hasattr(args, "trust"):
+        return None  # a command without trust flags
+    flags = (args.trust, args.trust_caches, args.require, args.untrusted_caches)
+    if args.policy is not None and any(flags):
+        return (
+            "--policy FILE cannot be combined with --trust/--trust-caches/--require/"
+            "--untrusted-caches: give either the file or the flags"
+        )
+    if args.policy is None and any(flags) and not args.trust:
+        return (
+            "--trust-caches/--require/--untrusted-caches need --trust KEY.pub "
+            "(the public key that signs engines)"
+        )
+    return None
+
+
 def trust_from_args(args: argparse.Namespace) -> Trust:
     flags = (args.trust, args.trust_caches, args.require, args.untrusted_caches)
     if args.policy is not None:
         if any(flags):
-            raise InvalidArgumentError("give either --policy or --trust/--trust-caches/--require")
+            raise InvalidArgumentError(str(trust_usage_error(args)))
         return str(args.policy)
     if not any(flags):
         return None  # RTXPACK_TRUST_POLICY, if set
     if not args.trust:
-        raise InvalidArgumentError(
-            "a trust policy needs --trust KEY.pub: the public key that signs engines"
-        )
+        raise InvalidArgumentError(str(trust_usage_error(args)))
     return TrustPolicy(
         engines=tuple(PublicKey.load(p) for p in args.trust),
         caches=tuple(PublicKey.load(p) for p in args.trust_caches or ()),

@@ -162,8 +162,30 @@ def test_cli_keygen_sign_verify_inspect(
     assert signer["role"] == "engines" and signer["status"] == "unchecked"
     assert main(["inspect", str(bundle)]) == 0
     assert "signature engines" in capsys.readouterr().out
-    assert main(["verify", str(bundle), "--policy", "x", "--trust", "y"]) == 1
+    assert main(["verify", str(bundle), "--policy", "x", "--trust", "y"]) == 2
     assert main(["sign", str(bundle), "--key", f"{key}.pub"]) == 1  # a public key cannot sign
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--trust-caches", "c.pub"],
+        ["--require", "all"],
+        ["--untrusted-caches", "drop"],
+        ["--policy", "p.json", "--trust", "k.pub"],
+        ["--policy", "p.json", "--trust-caches", "c.pub"],
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_cli_trust_flags_that_do_not_go_together_are_usage_errors(
+    bundle: Path, command: str, flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with one line, before any key or policy file is read (none of them exists)."""
+    assert main([command, str(bundle), *flags]) == 2
+    captured = capsys.readouterr()
+    assert not captured.out
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"rtxpack {command}: error: --")
 
 
 def test_cli_says_which_signature_a_rewrite_drops(
