@@ -34,7 +34,8 @@ def migrate(
 
     Every section is copied byte for byte (digest checked) unless a migration step must change
     it; unknown top-level manifest fields of a newer minor version are kept. The rewrite is
-    recorded in ``manifest.migrations``. ``new`` may be ``old`` (replaced atomically).
+    recorded in ``manifest.migrations``; a bundle already at the current version is copied and
+    records nothing. ``new`` may be ``old`` (replaced atomically).
     """
     with container.rewriting(old, new) as (src, writer):
         from_v = src.version  # a newer major was refused by parse_header, naming both
@@ -57,8 +58,12 @@ def migrate(
             time=utc_now(),
         )
         out = manifest.renumbered(index, tuple(writer.sections))
-        writer.finish(replace(out, migrations=(*manifest.migrations, record)))
-    if progress:
+        current = from_v == container.FORMAT_VERSION  # nothing to migrate: record nothing
+        migrations = manifest.migrations if current else (*manifest.migrations, record)
+        writer.finish(replace(out, migrations=migrations))
+    if progress and current:
+        progress(f"{old} is already at the current format {record.to_version}: nothing to migrate")
+    elif progress:
         progress(
             f"migrated {old} from format {record.from_version} to {record.to_version}: "
             f"{len(manifest.sections)} sections copied"

@@ -399,3 +399,17 @@ def test_golden_v1_1_is_unchanged_and_reads_forever(tmp_path: Path) -> None:
     # ... and its source runs from the bundle alone (the fallback materializes it)
     run = run_samples(GOLDEN_V1_1, engine="main", device="cpu")
     assert run.ok and sorted(o.name for o in run.outputs) == ["parts.0", "parts.1", "sum"]
+
+
+def test_migrating_a_current_bundle_records_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle already at the current version is not migrated: no '1.1 -> 1.1' record."""
+    out = tmp_path / "same.rtxpack"
+    assert main(["migrate", str(GOLDEN_V1_1), "-o", str(out)]) == 0
+    assert "already at the current format 1.1: nothing to migrate" in capsys.readouterr().err
+    with rtxpack.open(GOLDEN_V1_1) as before, rtxpack.open(out) as after:
+        assert after.manifest.migrations == before.manifest.migrations
+    rtxpack.migrate(out, out)  # in place, twice: still nothing recorded
+    with rtxpack.open(out) as again:
+        assert again.manifest.migrations == ()
