@@ -23,7 +23,10 @@ from .envelope import Statement
 
 __all__ = ["Part", "bundle_parts", "describe_part", "match", "statement_for"]
 
-_ENGINE_LAYOUT_KEYS = ("section", "source", "samples")
+#: Section indices in an engine record: where its bytes sit, not what runs. ``source_data`` is
+#: signed through the ``source/`` part (its files by name and digest), so dropping the source
+#: (a device pull without it, ``drop-source``) leaves the engine's record and signature intact.
+_ENGINE_LAYOUT_KEYS = ("section", "source", "samples", "source_data")
 _CACHE_LAYOUT_KEYS = ("section",)
 
 #: The optional record fields of docs/format.md and their defaults, by part kind and the map they
@@ -33,7 +36,7 @@ _CACHE_LAYOUT_KEYS = ("section",)
 #: optional field goes here and in that table.
 RECORD_DEFAULTS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
     "engine": {
-        "": {"source_data": [], "output_tree": None, "build_options": None, "equal_dims": []},
+        "": {"output_tree": None, "build_options": None, "equal_dims": []},
         "strategy": {"weight_streaming_budget": None},
         "build_options": {
             "weight_streaming": False,
@@ -67,6 +70,8 @@ def normalized(name: str, record: Any) -> Any:
     defaults = RECORD_DEFAULTS.get(name.partition("/")[0])
     if defaults is None or not isinstance(record, dict):
         return record
+    if name.startswith("engine/"):  # a signed record may still carry layout keys: never compared
+        record = {k: v for k, v in record.items() if k not in _ENGINE_LAYOUT_KEYS}
 
     def strip(value: dict[str, Any], drop: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if not (k in drop and same(v, drop[k]))}

@@ -86,7 +86,7 @@ def read_manifest(path: Path) -> tuple[bytes, dict[str, Any]]:
 #: map ("" is the record itself)
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "engine": {
-        "": {"source_data": [], "output_tree": None, "build_options": None, "equal_dims": []},
+        "": {"output_tree": None, "build_options": None, "equal_dims": []},
         "strategy": {"weight_streaming_budget": None},
         "build_options": {
             "weight_streaming": False,
@@ -99,12 +99,18 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: docs/signing.md "Parts": section indices, never part of an engine's signed record
+ENGINE_INDEX_KEYS = ("section", "source", "samples", "source_data")
+
+
 def normalize(name: str, record: Any) -> Any:
     table = DEFAULTS.get(name.split("/", 1)[0])
     if table is None or not isinstance(record, dict):
         return record
     out = {}
     for key, value in record.items():
+        if name.startswith("engine/") and key in ENGINE_INDEX_KEYS:
+            continue
         if key in table[""] and _same(value, table[""][key]):
             continue
         if key and key in table and isinstance(value, dict):
@@ -120,7 +126,7 @@ def parts(manifest: dict[str, Any]) -> dict[str, tuple[str, str, Any, dict[str, 
     hexd = [s["digest"].split(":", 1)[1] for s in manifest["sections"]]
     out: dict[str, tuple[str, str, Any, dict[str, str]]] = {}
     for e in manifest["engines"]:
-        rec = {k: v for k, v in e.items() if k not in ("section", "source", "samples")}
+        rec = {k: v for k, v in e.items() if k not in ENGINE_INDEX_KEYS}
         out["engine/" + e["name"]] = ("engines", hexd[e["section"]], rec, {})
         if e.get("source") is not None:
             data = [[manifest["sections"][i]["name"], hexd[i]] for i in e.get("source_data", [])]

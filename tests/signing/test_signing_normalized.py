@@ -119,3 +119,44 @@ def test_a_value_other_than_the_default_still_breaks_the_signature(
     policy = TrustPolicy(engines=[builder.public_key], caches=[prewarmer.public_key], require="all")
     with pytest.raises(UntrustedBundleError, match=r"record differs .* in: environment"):
         rtxpack.open(bundle, trust=policy)
+
+
+def test_dropping_an_external_data_source_keeps_the_engine_signature(
+    tmp_path: Path, builder: PrivateKey
+) -> None:
+    """A device pull without the source, or drop-source, removes the source's data sections and
+    renumbers the rest: the engine's record must not pin those indices, or the builder's
+    signature is dropped and a trusting device refuses the engine."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(
+        model, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0
+    )
+    signed = tmp_path / "signed.rtxpack"
+    rtxpack.save(tmp_path / "m.onnx", signed, samples=False)
+    assert read_raw(signed)["engines"][0]["source_data"]  # the case: external data in the bundle
+    sign(signed, builder, role="engines")
+    dropped = tmp_path / "dropped.rtxpack"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SignatureDroppedWarning)
+        rtxpack.drop_source(signed, output=dropped)
+    policy = TrustPolicy(engines=[builder.public_key], require="engines")
+    with rtxpack.open(dropped, trust=policy) as b:
+        assert b.signatures(policy).trusted_by("engine/main") == (builder.key_id,)
+    trusted = trusted_parts(dropped, {"engines": [builder.public_key.to_pem()]})
+    assert trusted["engine/main"] == {builder.key_id}
+    # the source's data files stay signed: swapping them in the signed bundle is still refused
+    assert trusted_parts(signed, {"engines": [builder.public_key.to_pem()]})["source/main"] == {
+        builder.key_id
+    }
