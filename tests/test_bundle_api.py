@@ -472,6 +472,23 @@ def test_cli_build_inspect_verify_extract(
     assert (tmp_path / "m.onnx").read_bytes() == onnx_mlp.read_bytes()
 
 
+def test_cli_extract_to_standard_output_is_a_usage_error(
+    tmp_path: Path,
+    onnx_mlp: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """'-o -' wrote a file literally named '-'; extract only ever writes a verified file."""
+    out = tmp_path / "b.rtxpack"
+    rtxpack.save(onnx_mlp, out, shapes={"x": ((1, 16), (4, 16), (8, 16))}, samples=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", str(out), "-o", "-"])
+    assert exc.value.code == 2
+    assert "standard output" in capsys.readouterr().err
+    assert not (tmp_path / "-").exists()
+
+
 def test_cli_pack(tmp_path: Path, mlp_engine: bytes, capsys: pytest.CaptureFixture[str]) -> None:
     engine = tmp_path / "m.engine"
     engine.write_bytes(mlp_engine)

@@ -437,6 +437,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_path(text: str) -> str:
+    if text == "-":  # a file appears only once its digest matched: standard output cannot wait
+        raise argparse.ArgumentTypeError(
+            "'-' (standard output) is not supported: extract writes a file only once its bytes "
+            "matched their digest; give a file path"
+        )
+    return text
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     with _bundle.open_bundle(args.bundle) as b:
         if args.file is not None:
@@ -581,7 +590,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("extract", help="write an engine (or the source, or a file) out of a bundle")
     p.add_argument("bundle")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument(
+        "-o", "--output", required=True, type=_file_path, help="the file to write (not '-')"
+    )
     p.add_argument("--engine", help="engine name (needed when the bundle has several)")
     p.add_argument("--source", action="store_true", help="extract the ONNX source instead")
     p.add_argument("--file", help="extract the user file of this name instead")
