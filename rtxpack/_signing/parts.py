@@ -66,11 +66,12 @@ def _hex(raw: Mapping[str, Any], index: int) -> str:
 
 def normalized(name: str, record: Any) -> Any:
     """``record`` of part ``name`` without the optional fields (RECORD_DEFAULTS) that hold their
-    default, in the record and in its nested maps listed there; everything else is kept as is."""
+    default, in the record and in its nested maps listed there, and for an engine without its
+    layout keys (section indices); everything else is kept as is."""
     defaults = RECORD_DEFAULTS.get(name.partition("/")[0])
     if defaults is None or not isinstance(record, dict):
         return record
-    if name.startswith("engine/"):  # a signed record may still carry layout keys: never compared
+    if name.startswith("engine/"):  # the bundle's record, or a signed one that carries them
         record = {k: v for k, v in record.items() if k not in _ENGINE_LAYOUT_KEYS}
 
     def strip(value: dict[str, Any], drop: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,10 +91,10 @@ def bundle_parts(raw: Mapping[str, Any]) -> dict[str, Part]:
     engine_digest: dict[str, str] = {}
     for e in raw.get("engines", []):
         name = e["name"]
-        record = {k: v for k, v in e.items() if k not in _ENGINE_LAYOUT_KEYS}
         engine_digest[name] = _hex(raw, e["section"])
+        # normalized() leaves out the layout keys (section indices) of an engine record
         parts[f"engine/{name}"] = Part(
-            f"engine/{name}", "engines", engine_digest[name], normalized(f"engine/{name}", record)
+            f"engine/{name}", "engines", engine_digest[name], normalized(f"engine/{name}", e)
         )
         if e.get("source") is not None:
             # The source's external data files (format 1.1) are part of it: what the ONNX
