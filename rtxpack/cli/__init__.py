@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    usage = _sign_cmds.trust_usage_error(args)
+    usage = _sign_cmds.trust_usage_error(args) or _bundle_cmds.build_usage_error(args)
     if usage is not None:  # flags argparse cannot relate: a usage error, one line, exit 2
         print(f"rtxpack {args.command}: error: {usage}", file=sys.stderr)
         return 2

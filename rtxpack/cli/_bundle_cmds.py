@@ -85,13 +85,23 @@ class _ShapeAction(argparse.Action):
 
 
 class _ProfileAction(argparse.Action):
-    """``--profile`` starts another optimization profile (the ``--shape`` options after it)."""
+    """``--profile`` starts another optimization profile (the ``--shape`` options after it);
+    a leading one starts the first. An empty profile is refused by `build_usage_error`."""
 
     def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
-        profiles = ns.profiles if ns.profiles is not None else [{}]
-        if profiles[-1]:
-            profiles.append({})
-        ns.profiles = profiles
+        ns.profiles = [{}] if ns.profiles is None else [*ns.profiles, {}]
+
+
+def build_usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``build``'s ``--profile`` groups (cli.main: a usage error), or None."""
+    profiles: list[dict[str, Any]] | None = getattr(args, "profiles", None)
+    for i, profile in enumerate(profiles or ()):
+        if not profile:
+            return (
+                f"--profile starts profile {i} but no --shape NAME=MIN:OPT:MAX follows it; "
+                "give that profile's shapes after each --profile, or remove the extra --profile"
+            )
+    return None
 
 
 def _cc_type(text: str) -> str:
@@ -208,16 +218,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         l2_limit_for_tiling=args.l2_limit_for_tiling,
         max_aux_streams=args.max_aux_streams,
     )
-    if args.profiles and len(args.profiles) > 1 and not args.profiles[-1]:
-        print("rtxpack build: error: --profile needs --shape options after it", file=sys.stderr)
-        return 2
-    profiles = [p for p in (args.profiles or []) if p]
     samples = samples_from_arg(args.samples)
     with progress_for(args.quiet) as progress, trt_log_to_stderr(args.verbose):
         out = _save.save(
             args.model,
             args.output,
-            shapes=profiles or None,
+            shapes=args.profiles,
             strategy=strategy_from_args(args),
             compute_capabilities=args.cc or None,
             build_options=options,

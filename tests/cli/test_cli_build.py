@@ -90,7 +90,11 @@ def test_samples_that_do_not_fit_the_engine_are_refused(
         (["--platform", "macos"], "invalid choice"),
         (["--max-aux-streams", "-1"], "from 0 to 64"),
         (["--weight-streaming-budget", "lots"], "whole number"),
-        (["--shape", "x=1x16:4x16:8x16", "--profile"], "--profile needs --shape"),
+        (["--shape", "x=1x16:4x16:8x16", "--profile"], "starts profile 1 but no --shape"),
+        # A lone --profile, and an empty group between two --profile, were silently dropped.
+        (["--profile"], "starts profile 0 but no --shape"),
+        (["--profile", "--profile", "--shape", "x=1x16:4x16:8x16"], "starts profile 0 but no"),
+        (["--shape", "x=1x16", "--profile", "--profile", "--shape", "x=2x16"], "profile 1 but"),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(
@@ -108,6 +112,24 @@ def test_usage_errors_exit_2_before_any_work(
         status = int(exc.code or 0)
     assert status == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.rtxpack").exists()
+
+
+def test_an_empty_profile_is_one_line_naming_the_flag(
+    tmp_path: Path, onnx_mlp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _build(onnx_mlp, tmp_path / "o.rtxpack", "--profile", "--profile") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rtxpack build: error: --profile ")
+    assert "remove the extra --profile" in err
+
+
+def test_a_leading_profile_starts_the_first_profile(tmp_path: Path, onnx_mlp: Path) -> None:
+    out = tmp_path / "p.rtxpack"
+    argv = ["--profile", "--shape", "x=1x16:2x16:4x16", "--profile", "--shape", "x=5x16:8x16:8x16"]
+    assert _build(onnx_mlp, out, *argv, "-q") == 0
+    with rtxpack.open(out) as b:
+        assert [p["x"].max for p in b.manifest.engine().profiles] == [(4, 16), (8, 16)]
 
 
 def test_platform_and_builder_options_show_in_inspect(
