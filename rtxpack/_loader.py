@@ -24,6 +24,7 @@ from ._exceptions import (
 from ._format.manifest import EngineInfo
 from ._source import materialize
 from ._strategy import RuntimeStrategy
+from ._text import string_keys
 
 __all__ = ["load", "resolve_strategy"]
 
@@ -39,6 +40,7 @@ def resolve_strategy(
     if isinstance(override, RuntimeStrategy):
         return override
     if isinstance(override, Mapping):
+        string_keys(override, "strategy", "RuntimeStrategy's field names")
         known = set(RuntimeStrategy().to_dict())
         unknown = sorted(set(override) - known)
         if unknown:

@@ -24,7 +24,7 @@ from ._build.engine import (
     normalize_shapes,
     parse_compute_capabilities,
 )
-from ._build.export import TorchInputs, export_torch, torch_inputs
+from ._build.export import TorchInputs, check_output_tree, export_torch, torch_inputs
 from ._build.header import EngineHeader, sniff_engine_header
 from ._build.options import BuildOptions, build_platform
 from ._build.weights import DATA_NAME
@@ -41,7 +41,7 @@ from ._progress import Progress, as_progress
 from ._source import OnnxSource, equal_dims, load_graph_bytes, scan_onnx
 from ._strategy import RuntimeStrategy
 from ._tensors import BFLOAT16, encode, to_numpy, to_torch
-from ._text import shorten, size_text, utc_now
+from ._text import shorten, size_text, string_keys, utc_now
 from ._version import __version__
 
 __all__ = ["EngineSpec", "save"]
@@ -82,6 +82,7 @@ def _strategy(value: Any) -> RuntimeStrategy:
     if isinstance(value, RuntimeStrategy):
         return value
     if isinstance(value, Mapping):
+        string_keys(value, "strategy", "RuntimeStrategy's field names")
         unknown = set(value) - set(RuntimeStrategy().to_dict())
         if unknown:
             raise InvalidArgumentError(
@@ -172,6 +173,7 @@ def _plan(name: str, spec: EngineSpec) -> _Plan:
     given = [f for f in _TORCH_ONLY if getattr(spec, f) is not None]
     if _is_torch_module(source):
         plan.torch_inputs = torch_inputs(source, spec.inputs, spec.kwarg_inputs, spec.input_names)
+        check_output_tree(source, plan.torch_inputs)
         names = plan.torch_inputs.names
         for prof in plan.profiles:
             for key in prof:
@@ -246,7 +248,8 @@ def _sample_plan(plan: _Plan) -> dict[str, np.ndarray] | str | None:
             raise InvalidArgumentError("samples='random' needs a model to compute outputs with")
         return "random"
     if isinstance(value, Mapping):
-        arrays = {str(k): to_numpy(v, f"samples[{k!r}]") for k, v in value.items()}
+        string_keys(value, "samples", "the model's input names")
+        arrays = {k: to_numpy(v, f"samples[{k!r}]") for k, v in value.items()}
         names = plan.torch_inputs.names if plan.torch_inputs else None
         if plan.onnx is not None:
             names = plan.onnx.inputs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import datetime as _dt
 import re
+from collections.abc import Iterable
 
 from ._exceptions import InvalidArgumentError
 
@@ -14,6 +15,7 @@ __all__ = [
     "shorten",
     "shown",
     "size_text",
+    "string_keys",
     "terminal_safe",
     "utc_now",
     "version_tuple",
@@ -33,6 +35,17 @@ def shown(value: object, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters: any value from outside, quoted in a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def string_keys(keys: Iterable[object], what: str, expected: str) -> None:
+    """Refuse a map given by the caller with a key that is not a ``str`` (``what`` names the map,
+    ``expected`` says what its keys are): nothing is flattened or converted silently."""
+    for key in keys:
+        if not isinstance(key, str):
+            raise InvalidArgumentError(
+                f"{what}: a key of type {type(key).__name__} ({shown(key)}); expected str keys "
+                f"({expected}): give the keys as strings"
+            )
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

@@ -12,13 +12,17 @@ the index of an engine output; a container is a one-key map::
 
 ``check`` validates a tree read from a bundle (bounded depth and size, every output used exactly
 once; a ``ValueError`` says where it is wrong); ``from_spec`` records one from torch's
-``TreeSpec``; ``unflatten`` rebuilds the value.
+``TreeSpec`` (refusing a dict with keys that are not strings); ``unflatten`` rebuilds the value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ._exceptions import InvalidArgumentError
+from ._text import string_keys
 
 __all__ = ["check", "from_spec", "leaf_paths", "unflatten"]
 
@@ -71,40 +75,45 @@ def check(tree: Any, outputs: int) -> Any:
 
 
 def from_spec(spec: Any, none_leaves: Sequence[bool] = ()) -> Any:
-    """A tree from a ``torch.utils._pytree.TreeSpec``, leaves numbered in flattening order;
-    None when it holds something plain data cannot say (non-string dict keys).
+    """A tree from a ``torch.utils._pytree.TreeSpec``, leaves numbered in flattening order.
 
-    ``none_leaves[i]`` says that leaf ``i`` is a constant ``None`` (torch.export keeps a returned
-    None as a leaf, while the ONNX graph has no output for it): it is recorded as ``{"none": null}``
-    and numbers no engine output."""
+    A dict (or any mapping) whose keys are not all strings is refused with an
+    ``InvalidArgumentError`` saying where: plain data cannot say it, and flattening it would
+    change what a loaded module returns. ``none_leaves[i]`` says that leaf ``i`` is a constant
+    ``None`` (torch.export keeps a returned None as a leaf, while the ONNX graph has no output
+    for it): it is recorded as ``{"none": null}`` and numbers no engine output."""
     counter = iter(range(1 << 30))
     leaf = iter(range(1 << 30))
 
-    def walk(s: Any) -> Any:
+    def walk(s: Any, where: str) -> Any:
         if s.is_leaf():
             i = next(leaf)
             if i < len(none_leaves) and none_leaves[i]:
                 return {"none": None}
             return next(counter)
-        kids = [walk(c) for c in (s.children() if hasattr(s, "children") else s.children_specs)]
+        specs = s.children() if hasattr(s, "children") else s.children_specs
+        keys = s.context
+        mapping = isinstance(s.type, type) and issubclass(s.type, Mapping)
+        if mapping and issubclass(s.type, defaultdict):
+            keys = keys[1]  # torch records [default_factory, keys]
+        named = isinstance(keys, (list, tuple)) and len(keys) == len(specs)
+        if named and mapping:
+            string_keys(keys, f"forward's output{where}", "rtxpack records dict outputs by name")
+        if named and all(isinstance(k, str) for k in keys):  # dict, OrderedDict, ModelOutput...
+            return {"dict": [[k, walk(c, f"{where}[{k!r}]")] for k, c in zip(keys, specs)]}
+        if mapping:
+            raise InvalidArgumentError(
+                f"forward's output{where}: a {s.type.__name__} whose keys rtxpack cannot read; "
+                "return a dict with str keys or a tuple"
+            )
+        kids = [walk(c, f"{where}[{i}]") for i, c in enumerate(specs)]
         if s.type is type(None):
             return {"none": None}
         if s.type is list:
             return {"list": kids}
-        if s.type is tuple or hasattr(s.type, "_fields"):  # a named tuple stays a tuple
-            return {"tuple": kids}
-        keys = s.context
-        plain_keys = isinstance(keys, (list, tuple)) and all(isinstance(k, str) for k in keys)
-        if plain_keys and len(keys) == len(kids):  # dict, OrderedDict, ModelOutput-like
-            return {"dict": [[k, v] for k, v in zip(keys, kids)]}
-        if s.type is dict:
-            raise ValueError("dict keys are not all strings")
-        return {"tuple": kids}
+        return {"tuple": kids}  # a tuple, a named tuple, another container torch flattens
 
-    try:
-        return walk(spec)
-    except ValueError:
-        return None
+    return walk(spec, "")
 
 
 def leaf_paths(tree: Any) -> list[str]:

@@ -97,6 +97,8 @@ def test_a_copy_without_its_source_never_offers_the_fallback(
         ({"strategy": {"cuda_graphs": "on"}}, "unknown settings ['cuda_graphs']"),
         ({"strategy": {"cuda_graph_strategy": "sometimes"}}, "cuda_graph_strategy: got"),
         ({"strategy": 3}, "expected an rtxpack.RuntimeStrategy or a dict"),
+        # an int key beside a str one was a raw TypeError (sorting the unknown keys)
+        ({"strategy": {0: "x", "y": 1}}, "strategy: a key of type int (0); expected str keys"),
         ({"engine": "decoder"}, "no engine named 'decoder'"),
         ({"runtime_cache": 5}, "runtime_cache 5"),
     ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,62 @@ def test_none_outputs_and_an_input_returned_as_it_is(tmp_path: Path) -> None:
     torch.testing.assert_close(got["x"], x)
     assert got["flag"].dtype == torch.bool
     assert run_samples(out, device="cpu").ok
-    # no structure to record (int keys), the input still comes back: no cycle
-    flat = rtxpack.save(ReturnsInputAndNone(int_keys=True), tmp_path / "i.rtxpack", inputs=(x,))
-    torch.testing.assert_close(_load_cpu(flat)(x)[1], x)
+
+
+class ReturnsMap(torch.nn.Module):
+    """``forward(x, **extra)`` returning ``make(y)``: a map of any keys, any nesting."""
+
+    def __init__(self, make: Any) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 4)
+        self.make = make
+
+    def forward(self, x: Any, **extra: Any) -> Any:
+        return self.make(self.fc(x))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda y: {0: y, 1: y + 1}, r"forward's output: a key of type int \(0\)"),
+        (lambda y: {"a": (y, {2.5: y})}, r"output\['a'\]\[1\]: a key of type float \(2\.5\)"),
+        (lambda y: OrderedDict([("a", y), (("t",), y)]), r"a key of type tuple \(\('t',\)\)"),
+        (lambda y: defaultdict(list, {1: y}), r"a key of type int \(1\)"),
+    ],
+)
+def test_dict_outputs_with_keys_that_are_not_strings_are_refused_before_the_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Any, message: str
+) -> None:
+    # They were flattened silently: the loaded module returned a tuple, not what forward did.
+    monkeypatch.setattr("rtxpack._save.export_torch", lambda *a, **k: pytest.fail("exported"))
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        rtxpack.save(ReturnsMap(make), tmp_path / "i.rtxpack", inputs=(torch.randn(2, 16),))
+    assert "expected str keys" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_export_refuses_them_when_fake_tensors_cannot_run_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The early check runs forward on fake tensors; a forward they cannot run (data-dependent
+    # control flow...) is checked on what the export traced, before any TensorRT-RTX build.
+    monkeypatch.setattr("rtxpack._save.check_output_tree", lambda *a: None)
+    monkeypatch.setattr("rtxpack._save.build_onnx", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(InvalidArgumentError, match=r"output: a key of type int \(0\)"):
+        rtxpack.save(
+            ReturnsMap(lambda y: {0: y, 1: y + 1}),
+            tmp_path / "i.rtxpack",
+            inputs=(torch.randn(2, 16),),
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_early_check_leaves_the_module_as_it_was(tmp_path: Path) -> None:
+    model = ReturnsMap(lambda y: {7: y}).train()
+    weight = model.fc.weight.detach().clone()
+    with pytest.raises(InvalidArgumentError):
+        rtxpack.save(model, tmp_path / "i.rtxpack", inputs=(torch.randn(2, 16),))
+    assert model.training and torch.equal(model.fc.weight, weight)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +187,10 @@ def test_none_outputs_and_an_input_returned_as_it_is(tmp_path: Path) -> None:
         ({"input_names": ["a", "b"]}, "2 names for 1 inputs"),
         ({"input_names": ["a", "a"]}, "unique"),
         ({"kwarg_inputs": {"nope": torch.ones(1)}}, "forward has no parameter 'nope'"),
+        ({"kwarg_inputs": {1: torch.ones(2, 16)}}, r"kwarg_inputs: a key of type int \(1\)"),
+        ({"samples": {0: np.ones((2, 16), np.float32)}}, r"samples: a key of type int \(0\)"),
+        ({"shapes": {0: BATCH}}, r"shapes: a key of type int \(0\); expected str keys"),
+        ({"strategy": {1: "x"}}, r"strategy: a key of type int \(1\)"),
         ({"inputs": [1.0]}, "expected a torch.Tensor"),
         ({"inputs": "x"}, "expected a tensor or a tuple"),
         ({"shapes": {"y": BATCH}}, "not an input"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtxpack import _tree
+from rtxpack import InvalidArgumentError, _tree
 
 
 def test_check_accepts_a_nested_tree_and_unflatten_rebuilds_it() -> None:
@@ -70,8 +70,12 @@ def test_from_spec_reads_torch_pytree_specs() -> None:
     assert _tree.from_spec(spec) == 0 and _tree.leaf_paths(0) == ["output"]
     _, spec = tree_flatten((t, t))
     assert _tree.leaf_paths(_tree.from_spec(spec)) == ["output_0", "output_1"]
-    _, spec = tree_flatten({1: t})  # int keys: plain data cannot say it
-    assert _tree.from_spec(spec) is None
+    _, spec = tree_flatten({1: t})  # int keys: plain data cannot say it, so they are refused
+    with pytest.raises(InvalidArgumentError, match=r"output: a key of type int \(1\)"):
+        _tree.from_spec(spec)
+    _, spec = tree_flatten([{"a": t, "b": {True: t}}])
+    with pytest.raises(InvalidArgumentError, match=r"output\[0\]\['b'\]: a key of type bool"):
+        _tree.from_spec(spec)
 
 
 def test_from_spec_records_constant_none_leaves_without_an_output() -> None:

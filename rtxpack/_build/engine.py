@@ -20,6 +20,7 @@ from .._facts import SUPPORTED_CCS, TRT_DTYPES
 from .._format.manifest import EngineInfo, ShapeRange, TensorSpec
 from .._progress import Progress, as_progress, trt_logger, trt_progress_monitor
 from .._strategy import RuntimeStrategy
+from .._text import string_keys
 from .header import sniff_engine_header
 from .options import BuildOptions, build_platform
 from .weights import SplitModel
@@ -86,6 +87,7 @@ def normalize_shapes(
             raise InvalidArgumentError(
                 f"shapes: expected a map of input name to (min, opt, max), got {type(p).__name__}"
             )
+        string_keys(p, "shapes", "the model's input names")
         prof: dict[str, ShapeRange] = {}
         for name, rng in p.items():
             if isinstance(rng, ShapeRange):

@@ -16,9 +16,10 @@ from typing import Any
 from .. import _tree
 from .._exceptions import BuildError, InvalidArgumentError
 from .._format.manifest import ShapeRange
+from .._text import string_keys
 from .weights import SplitModel, split_model
 
-__all__ = ["Exported", "TorchInputs", "export_torch", "torch_inputs"]
+__all__ = ["Exported", "TorchInputs", "check_output_tree", "export_torch", "torch_inputs"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def torch_inputs(
             f"inputs: expected a tensor or a tuple of tensors, got {type(inputs).__name__}"
         )
     kwargs = dict(kwarg_inputs or {})
+    string_keys(kwargs, "kwarg_inputs", "the names of forward's parameters")
     if not inputs and not kwargs:
         raise InvalidArgumentError(
             "a torch.nn.Module source needs example inputs: save(module, path, inputs=(x, ...))"
@@ -113,6 +115,30 @@ def torch_inputs(
     params += list(kwargs)
     names = _names(input_names, "input_names", len(params)) or tuple(params)
     return TorchInputs(tuple(inputs), kwargs, tuple(params), names)
+
+
+def check_output_tree(module: Any, ex: TorchInputs) -> None:
+    """Refuse, before the export, a ``forward`` whose value a bundle cannot record (a dict with
+    keys that are not strings): ``forward`` runs once in eval mode on fake tensors (shapes only,
+    nothing computed). A module fake tensors cannot run is left to the export, whose output
+    structure is checked the same way."""
+    import torch
+    from torch.utils._pytree import tree_structure
+
+    was_training = module.training
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        module.eval()
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            args = [mode.from_tensor(t) for t in ex.args]
+            kwargs = {k: mode.from_tensor(t) for k, t in ex.kwargs.items()}
+            spec = tree_structure(module(*args, **kwargs))
+    except Exception:
+        return  # e.g. data-dependent control flow: the export decides
+    finally:
+        module.train(was_training)
+    _tree.from_spec(spec)
 
 
 @dataclass
