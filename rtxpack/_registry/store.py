@@ -4,7 +4,7 @@ Layout under the store folder (``oci`` in rtxpack's cache root, see ``_constants
 
     blobs/sha256/<hex>        complete blobs whose sha256 was checked while they streamed in
     incoming/<hex>.partial    an interrupted download, resumed with a Range request next time
-    locks/<hex>.lock          one lock file per blob (filelock)
+    locks/<hex>.lock          one lock file per blob (filelock); prune removes it with the blob
     bundles/<...>.rtxpack     bundles written by ``pull`` without a path and ``load("oci://...")``
 
 A blob is downloaded under its lock into ``incoming/`` and renamed into ``blobs/`` only once its
@@ -122,8 +122,22 @@ class ContentStore:
     def path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / _hex(digest)
 
+    def _lock_path(self, hex_digest: str) -> Path:
+        return self.root / "locks" / f"{hex_digest}.lock"
+
     def _lock(self, digest: str, timeout: float) -> filelock.BaseFileLock:
-        return filelock.FileLock(self.root / "locks" / f"{_hex(digest)}.lock", timeout=timeout)
+        return filelock.FileLock(self._lock_path(_hex(digest)), timeout=timeout)
+
+    def _drop_lock_file(self, hex_digest: str) -> None:
+        """Remove a lock file nothing in the store needs any more, only while holding it: a
+        process that opened it before and locks it after sees it unlinked and opens the path
+        again (filelock 3.20.4+ checks), so two processes never hold the lock at once."""
+        if self.path(f"sha256:{hex_digest}").exists() or any(
+            (self.root / "incoming").glob(f"{hex_digest}.*")
+        ):
+            return  # a blob or a download still uses it
+        with contextlib.suppress(OSError):
+            self._lock_path(hex_digest).unlink()
 
     def has(self, digest: str, size: int) -> bool:
         try:
@@ -291,7 +305,8 @@ class ContentStore:
 
     def prune(self, *, older_than_s: float = 0.0) -> PruneResult:
         """Remove blobs, interrupted downloads and pulled bundles not used for ``older_than_s``
-        seconds (0: all); blobs another pull holds the lock of are skipped."""
+        seconds (0: all); blobs another pull holds the lock of are skipped. The lock files of
+        removed blobs go too (each while prune holds it; a lock held elsewhere stays)."""
         if not (isinstance(older_than_s, (int, float)) and 0 <= older_than_s < float("inf")):
             raise InvalidArgumentError(
                 f"older_than_s {older_than_s!r}: expected a number of seconds, 0 or more"
@@ -320,6 +335,19 @@ class ContentStore:
                 removed_bytes += stat.st_size
             except OSError:
                 skipped += 1
+            finally:
+                lock.release()
+        for path in self._files("locks"):  # of removed blobs (now or by an earlier prune)
+            name = path.name.removesuffix(".lock")
+            if not re.fullmatch(r"[a-f0-9]{64}", name) or path.name == name:
+                continue
+            lock = self._lock(f"sha256:{name}", 0)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                continue  # held: in use
+            try:
+                self._drop_lock_file(name)
             finally:
                 lock.release()
         for path in self._files("bundles"):  # pulled bundles (pull without a path, load)
