@@ -8,15 +8,18 @@ skipped (``HEAD``), blobs another repository of the same registry has are mounte
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
+import blake3
 import msgpack
 
 from .. import _constants
-from .._exceptions import InvalidArgumentError, RegistryNotFoundError
+from .._exceptions import InvalidArgumentError, RegistryNotFoundError, SignatureDroppedWarning
 from .._format.container import (
     ALIGNMENT,
     FORMAT_VERSION,
@@ -34,7 +37,7 @@ from .._version import __version__
 from . import artifact as oci
 from .client import RegistryClient, sha256_digest
 from .reference import Reference, parse_reference
-from .remote import fetch_remote
+from .remote import Remote, fetch_remote
 
 __all__ = ["PushResult", "push", "push_caches"]
 
@@ -159,8 +162,6 @@ class _Uploader:
 
         def body() -> IO[bytes]:
             if item.data is not None:
-                import io
-
                 return io.BytesIO(item.data)
             assert item.path is not None
             return _SectionReader(item.path, item.offset, d.size)  # type: ignore[return-value]
@@ -295,21 +296,77 @@ def _publish(
             client.close()
 
 
-def _holding_signatures(bf: BundleFile, merged: Manifest, *, have_sigs: set[str]) -> list[Section]:
-    """The local bundle's signature sections that the remote lacks and that hold for the merged
-    bundle manifest (a prewarm machine's signature over the caches it adds)."""
-    from .._signing.sign import why_stale
+def _tag_signature(
+    client: RegistryClient, reference: Reference, layer: oci.Descriptor, section: Section
+) -> bytes:
+    """The bytes of one of the tag's signature sections (a small stored blob); ``b""`` (a damaged
+    signature) if it is not one or its bytes are not the section's."""
+    if section.codec != "stored" or layer.size > DEFAULT_SIGNATURE_LIMITS.max_envelope_bytes:
+        return b""
+    out = io.BytesIO()
+    client.fetch_blob(reference.repository, layer.digest, layer.size, out)
+    data = out.getvalue()
+    return data if section.digest == "blake3:" + blake3.blake3(data).hexdigest() else b""
+
+
+def _signature_changes(
+    client: RegistryClient,
+    remote: Remote,
+    bf: BundleFile,
+    merged: Manifest,
+) -> tuple[set[int], list[Section]]:
+    """Which of the tag's signature sections the merged bundle leaves out, and which of the
+    local bundle's signature sections it adds (docs/signing.md, "Through a registry").
+
+    Only signatures that hold for the merged manifest are published (a stale one of the tag is
+    left out with a warning). Of the signatures of one name (one signer and role), one whose
+    parts another covers too is superseded (of two over the same parts, the newer stays): a
+    prewarm machine's new signature over the tag's caches and its own replaces its earlier one,
+    and a local signature that adds nothing to the tag's is not published. Signatures of one name
+    over different parts, none covering another, all stay: each vouches for caches the others do
+    not."""
+    from .._signing.sign import covered_parts, why_stale
 
     raw = merged.to_dict()
-    out = []
+    drop: set[int] = set()
+    named: dict[str, list[tuple[int | None, Section, frozenset[str]]]] = {}
+    for i, section in enumerate(remote.manifest.sections):
+        if section.kind != SIGNATURE_KIND:
+            continue
+        data = _tag_signature(client, remote.reference, remote.artifact.layers[i], section)
+        reason = why_stale(raw, data)
+        if reason is not None:
+            warnings.warn(
+                f"left out the signature {section.name!r} of {remote.reference}: {reason}; "
+                "sign the bundle again to restore it",
+                SignatureDroppedWarning,
+                stacklevel=3,
+            )
+            drop.add(i)
+            continue
+        named.setdefault(section.name, []).append((i, section, covered_parts(raw, data)))
+    have = {s.digest for s in remote.manifest.sections if s.kind == SIGNATURE_KIND}
     for section in bf.manifest.sections:
-        if section.kind != SIGNATURE_KIND or section.digest in have_sigs:
+        if section.kind != SIGNATURE_KIND or section.digest in have:
             continue
         if section.codec != "stored" or section.size > DEFAULT_SIGNATURE_LIMITS.max_envelope_bytes:
             continue
-        if why_stale(raw, bytes(bf.decode(section))) is None:
-            out.append(section)
-    return out
+        parts = covered_parts(raw, bytes(bf.decode(section)))
+        if parts:
+            named.setdefault(section.name, []).append((None, section, parts))
+    add: list[Section] = []
+    for group in named.values():  # the tag's first, then the local ones: oldest to newest
+        for pos, (index, section, parts) in enumerate(group):
+            superseded = any(
+                parts < other or (parts == other and later > pos)
+                for later, (_, _, other) in enumerate(group)
+                if later != pos
+            )
+            if superseded and index is not None:
+                drop.add(index)
+            elif not superseded and index is None:
+                add.append(section)
+    return drop, add
 
 
 def push_caches(
@@ -336,6 +393,7 @@ def push_caches(
         uploads = [_Upload(layer) for layer in remote.artifact.layers]
         end = max((s.offset + s.length for s in sections), default=64)
         added: list[str] = []
+        drop: set[int] = set()  # the tag's signature sections to leave out
         bf = open_bundle_file(path)
         try:
             engine_digest = {e.name: sections[e.section].digest for e in base.engines}
@@ -379,11 +437,8 @@ def push_caches(
             if added:
                 # the caches' signatures travel with them (docs/signing.md)
                 merged = replace(base, sections=tuple(sections), caches=tuple(caches))
-                for section in _holding_signatures(
-                    bf,
-                    merged,
-                    have_sigs={s.digest for s in base.sections if s.kind == SIGNATURE_KIND},
-                ):
+                drop, new_signatures = _signature_changes(client, remote, bf, merged)
+                for section in new_signatures:
                     offset = -(-end // ALIGNMENT) * ALIGNMENT
                     sections.append(replace(section, offset=offset))
                     end = offset + section.length
@@ -399,6 +454,12 @@ def push_caches(
             pinned = str(reference.with_digest(remote.digest))
             return PushResult(pinned, remote.digest, 0, 0, 0, 0)
         merged = replace(base, sections=tuple(sections), caches=tuple(caches))
+        if drop:  # superseded or stale signatures of the tag
+            kept = [i for i in range(len(sections)) if i not in drop]
+            sections = [sections[i] for i in kept]
+            uploads = [uploads[i] for i in kept]
+            index = {old: new for new, old in enumerate(kept)}
+            merged = merged.renumbered(index, tuple(sections))
         raw = msgpack.packb(merged.to_dict(), use_bin_type=True)
         # never publish what a pull would refuse: read it back with the reader's rules
         Manifest.from_dict(unpack_manifest(raw, DEFAULT_LIMITS, "the new bundle manifest"))

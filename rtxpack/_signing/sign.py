@@ -12,7 +12,7 @@ from .envelope import DEFAULT_SIGNATURE_LIMITS, ROLES, Envelope, SignatureLimits
 from .keys import PrivateKey
 from .parts import bundle_parts, describe_part, match, statement_for
 
-__all__ = ["SECTION_KIND", "SignedSection", "sign_manifest", "why_stale"]
+__all__ = ["SECTION_KIND", "SignedSection", "covered_parts", "sign_manifest", "why_stale"]
 
 #: The section kind that holds one DSSE envelope (JSON, stored). Readers of format 1.0 skip it;
 #: a per-device pull keeps it (it is neither an engine, a cache, a source nor samples).
@@ -69,19 +69,36 @@ def why_stale(
     matches it, and it covers at least one part. No key is needed: a rewrite that leaves a
     signature's parts alone leaves the signature valid.
     """
+    return _verdict(raw_manifest, data, limits)[0]
+
+
+def covered_parts(
+    raw_manifest: Mapping[str, Any],
+    data: bytes,
+    limits: SignatureLimits = DEFAULT_SIGNATURE_LIMITS,
+) -> frozenset[str]:
+    """The parts of the bundle a signature names and still holds for (none if it is stale)."""
+    reason, named = _verdict(raw_manifest, data, limits)
+    return frozenset() if reason is not None else named
+
+
+def _verdict(
+    raw_manifest: Mapping[str, Any], data: bytes | RtxpackError, limits: SignatureLimits
+) -> tuple[str | None, frozenset[str]]:
+    """(why the signature is stale or None, the names of the bundle's parts it names)."""
     if isinstance(data, RtxpackError):
-        return f"it is damaged ({data})"
+        return f"it is damaged ({data})", frozenset()
     try:
         env = Envelope.parse(data, "signature", limits)
         statement = Statement.parse(env.payload, "signature statement", limits)
     except SignatureError as exc:
-        return f"it is damaged ({exc})"
+        return f"it is damaged ({exc})", frozenset()
     parts = bundle_parts(raw_manifest)
     named = [p for p in parts.values() if p.role == statement.role and p.name in statement.subjects]
     for p in named:
         reason = match(statement, p)
         if reason is not None:
-            return f"{describe_part(p.name)} changed: {reason}"
+            return f"{describe_part(p.name)} changed: {reason}", frozenset()
     if not named:
-        return SIGNS_NOTHING
-    return None
+        return SIGNS_NOTHING, frozenset()
+    return None, frozenset(p.name for p in named)
