@@ -15,6 +15,21 @@ from rtxpack._registry.push import push
 pytest_plugins = ["signing_fixtures"]
 pytestmark = [needs_registry, pytest.mark.usefixtures("private_store_and_auth")]
 
+GPU_5090 = rtxpack.Environment("1.7.1.116", "NVIDIA GeForce RTX 5090", "12.0", "580.65", "linux")
+TARGET_4090 = rtxpack.Target(
+    trt_version="1.7.1.116",
+    compute_capability="8.9",
+    driver_version="580.95",
+    os="linux",
+    gpu_name="NVIDIA GeForce RTX 4090",
+)
+
+
+def _require_all(builder: rtxpack.PrivateKey, prewarmer: rtxpack.PrivateKey) -> rtxpack.TrustPolicy:
+    return rtxpack.TrustPolicy(
+        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
+    )
+
 
 def test_signatures_survive_push_and_a_per_device_pull(
     registry: RegistryServer,
@@ -28,17 +43,8 @@ def test_signatures_survive_push_and_a_per_device_pull(
     ref = registry.ref("signed/mlp:1")
     push(bundle, ref)
     out = tmp_path / "device.rtxpack"
-    here = rtxpack.Target(
-        trt_version="1.7.1.116",
-        compute_capability="8.9",
-        driver_version="580.95",
-        os="linux",
-        gpu_name="NVIDIA GeForce RTX 4090",
-    )
-    pull(ref, out, target=here)
-    policy = rtxpack.TrustPolicy(
-        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
-    )
+    pull(ref, out, target=TARGET_4090)
+    policy = _require_all(builder, prewarmer)
     with rtxpack.open(out, trust=policy) as b:
         assert [e.name for e in b.manifest.engines] == ["a"]  # b targets another GPU
         assert [c.environment.gpu_name for c in b.manifest.caches] == ["NVIDIA GeForce RTX 4090"]
@@ -72,17 +78,8 @@ def test_a_cache_only_push_carries_the_prewarm_signature(
     result = push_caches(warm, ref)
     assert len(result.caches_added) == 1
     out = tmp_path / "device.rtxpack"
-    here = rtxpack.Target(
-        trt_version="1.7.1.116",
-        compute_capability="8.9",
-        driver_version="580.95",
-        os="linux",
-        gpu_name="NVIDIA GeForce RTX 4090",
-    )
-    pull(ref, out, target=here)
-    policy = rtxpack.TrustPolicy(
-        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
-    )
+    pull(ref, out, target=TARGET_4090)
+    policy = _require_all(builder, prewarmer)
     with rtxpack.open(out, trust=policy) as b:
         assert len(b.manifest.caches) == 1
         assert b.trust is not None and b.trust.ok
@@ -114,16 +111,6 @@ def test_a_device_pull_without_the_signed_caches_drops_their_signature_quietly(
         names = [s.name for s in b.manifest.sections if s.kind == "signature"]
         assert names == [f"engines-{builder.key_id[:16]}"]
         assert b.trust is not None and b.trust.ok
-
-
-GPU_5090 = rtxpack.Environment("1.7.1.116", "NVIDIA GeForce RTX 5090", "12.0", "580.65", "linux")
-TARGET_4090 = rtxpack.Target(
-    trt_version="1.7.1.116",
-    compute_capability="8.9",
-    driver_version="580.95",
-    os="linux",
-    gpu_name="NVIDIA GeForce RTX 4090",
-)
 
 
 def _remote_signatures(registry: RegistryServer, ref: str) -> list[tuple[str, str]]:
@@ -184,9 +171,7 @@ def test_a_new_prewarm_signature_replaces_the_one_it_supersedes(
     assert len(result.caches_added) == 1
     caches_sigs = [d for n, d in _remote_signatures(registry, ref) if n == name]
     assert caches_sigs == [_signature(warm2, name)]  # the new one, alone
-    policy = rtxpack.TrustPolicy(
-        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
-    )
+    policy = _require_all(builder, prewarmer)
     target_5090 = replace(TARGET_4090, compute_capability="12.0", gpu_name=GPU_5090.gpu_name)
     for engines, target in (("a", TARGET_4090), ("b", target_5090)):
         out = tmp_path / f"device-{engines}.rtxpack"
@@ -250,9 +235,7 @@ def test_signatures_of_one_key_over_different_caches_are_both_kept(
         _signature(warm1, name),
         _signature(other, name),
     ]
-    policy = rtxpack.TrustPolicy(
-        engines=[builder.public_key], caches=[prewarmer.public_key], require="all"
-    )
+    policy = _require_all(builder, prewarmer)
     out = tmp_path / "device.rtxpack"
     pull(ref, out, target=TARGET_4090, engines="a")
     with rtxpack.open(out, trust=policy) as b:  # the 5090 cache's signature is left out
