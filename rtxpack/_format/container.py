@@ -22,7 +22,7 @@ import stat
 import struct
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -339,19 +339,17 @@ def _take_lock_file(lock_path: Path, deadline: float) -> int:
 
 
 class _Tee:
-    """Reads at most ``limit`` bytes from ``source`` and writes each byte read to ``out``."""
+    """Reads at most ``limit`` bytes from ``source``, ``n`` at most at a time, and writes each
+    byte read to ``out``."""
 
     def __init__(self, source: IO[bytes], out: BinaryIO, limit: int) -> None:
-        self._source, self._out, self._left = source, out, limit
+        self._source, self._out, self._limit = source, out, limit
         self.copied = 0
 
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._source.read(n) if n > 0 else b""
-        if data:
-            self._out.write(data)
-            self._left -= len(data)
-            self.copied += len(data)
+    def read(self, n: int) -> bytes:
+        data = self._source.read(min(n, self._limit - self.copied))
+        self._out.write(data)
+        self.copied += len(data)
         return data
 
 
@@ -482,13 +480,13 @@ class BundleWriter:
         h = _hasher()
         tee = _Tee(source, self._f, section.length)
         kept = bytearray()  # a signature section's bytes (small), for finish()
+        decoded = 0
         if section.codec == "stored":
             while chunk := tee.read(_CHUNK):
                 h.update(chunk)
                 if section.kind == _SIGNATURE and len(kept) <= _MAX_SIGNATURE:
                     kept += chunk
         else:
-            decoded = 0
             try:
                 reader = zstandard.ZstdDecompressor().stream_reader(
                     cast(IO[bytes], tee), read_across_frames=False, closefd=False
@@ -504,21 +502,29 @@ class BundleWriter:
                 raise DamagedBundleError(
                     f"{where}: section {section.kind}/{section.name!r} is not valid zstd ({exc})"
                 ) from None
-            while tee.read(
-                _CHUNK
-            ):  # bytes after the frame are copied as they are, like copy_section
+            while tee.read(_CHUNK):  # what the decoder left: copied, then checked below
                 pass
-            if decoded != section.size:
-                raise DamagedBundleError(
-                    f"{where}: section {section.kind}/{section.name!r} decodes to "
-                    f"{'more than ' if decoded > section.size else ''}{decoded} bytes, the "
-                    f"manifest says {section.size}"
-                )
         if tee.copied != section.length:
             raise DamagedBundleError(
                 f"{where}: section {section.kind}/{section.name!r} has {tee.copied} bytes, the "
                 f"manifest says {section.length}"
             )
+        if section.codec == "zstd":
+            end = self._f.tell()
+            length = _frame_length(self._reader_at(start), section.length)
+            problem = _not_one_frame(length, section.length)
+            self._f.seek(end)
+            if problem:
+                raise DamagedBundleError(
+                    f"{where}: section {section.kind}/{section.name!r} {problem}, expected "
+                    f"exactly one zstd frame ({section.length} bytes)"
+                )
+            if decoded != section.size:
+                raise DamagedBundleError(
+                    f"{where}: section {section.kind}/{section.name!r} decodes to "
+                    f"{'at least ' if decoded > section.size else ''}{decoded} bytes, the "
+                    f"manifest says {section.size}"
+                )
         got = "blake3:" + h.hexdigest()
         if got != section.digest:
             raise _integrity(section, got, where)
@@ -526,6 +532,15 @@ class BundleWriter:
         self._remember_signature(section.kind, section.codec, kept)
         self.sections.append(dataclasses.replace(section, offset=start))
         return len(self.sections) - 1
+
+    def _reader_at(self, start: int) -> Callable[[int, int], bytes]:
+        """``read(pos, n)``: ``n`` bytes at ``start + pos`` of what this writer wrote."""
+
+        def read(pos: int, n: int) -> bytes:
+            self._f.seek(start + pos)
+            return self._f.read(n)
+
+        return read
 
     def copy_all(
         self,
@@ -628,10 +643,18 @@ class BundleWriter:
 def zstd_frame_length(data: memoryview | bytes) -> int | None:
     """The length of the zstd frame at the start of ``data``, from its headers alone (RFC 8878,
     3.1.1; no decoding), or None if ``data`` does not start with one complete zstd frame."""
-    n = len(data)
-    if n < 6 or bytes(data[:4]) != _ZSTD_MAGIC:
+    return _frame_length(lambda pos, k: bytes(data[pos : pos + k]), len(data))
+
+
+def _frame_length(read: Callable[[int, int], bytes], n: int) -> int | None:
+    """``zstd_frame_length`` of ``n`` bytes read with ``read(pos, count)`` (a few bytes per
+    block: the headers only)."""
+    if n < 6:
         return None
-    descriptor = data[4]
+    head = read(0, 5)
+    if head[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
     fcs_flag, single, reserved = descriptor >> 6, (descriptor >> 5) & 1, (descriptor >> 3) & 1
     checksum, dictionary = (descriptor >> 2) & 1, descriptor & 3
     if reserved:
@@ -641,13 +664,23 @@ def zstd_frame_length(data: memoryview | bytes) -> int | None:
     while not last:
         if pos + 3 > n:
             return None
-        header = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        header = int.from_bytes(read(pos, 3), "little")
         last, kind, size = header & 1, (header >> 1) & 3, header >> 3
         if kind == 3:  # reserved block type
             return None
         pos += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
     pos += 4 * checksum
     return pos if pos <= n else None
+
+
+def _not_one_frame(end: int | None, length: int) -> str | None:
+    """What is wrong with a zstd section of ``length`` bytes whose first frame ends at ``end``
+    (``zstd_frame_length``), or None: a section holds exactly one frame (docs/format.md)."""
+    if end == length:
+        return None
+    if end is None:
+        return "does not start with one complete zstd frame"
+    return f"holds {length - end} bytes after its zstd frame"
 
 
 def _integrity(section: Section, got: str, path: str | os.PathLike[str] | None) -> IntegrityError:
@@ -874,7 +907,7 @@ def _first_not_plain(root: Any, limits: Limits) -> str | None:
 
 def _at(root: Any, target: Any, expected: str) -> str:
     path = _path_to(root, target, "", 0) or "manifest"
-    return f"{path or 'manifest'} is {shown(target)}, expected {expected}"
+    return f"{path} is {shown(target)}, expected {expected}"
 
 
 def _path_to(node: Any, target: Any, path: str, depth: int) -> str | None:
@@ -1047,15 +1080,10 @@ class BundleFile:
 
     def _iter_zstd(self, section: Section, view: memoryview, h: Any) -> Iterator[bytes]:
         label = f"section {section.kind}/{section.name!r}"
-        end = zstd_frame_length(view)
-        if end != len(view):
-            found = (
-                "does not start with one complete zstd frame"
-                if end is None
-                else f"holds {len(view) - end} bytes after its zstd frame"
-            )
+        problem = _not_one_frame(zstd_frame_length(view), len(view))
+        if problem:
             raise DamagedBundleError(
-                f"{label} {found}, expected exactly one zstd frame ({len(view)} bytes); "
+                f"{label} {problem}, expected exactly one zstd frame ({len(view)} bytes); "
                 "the bundle is damaged or hostile"
             )
         # Read bounded chunks of output and stop one byte past the declared size: a section that
@@ -1086,7 +1114,7 @@ class BundleFile:
             ) from None
         if produced != section.size:
             raise DamagedBundleError(
-                f"{label} decodes to {'more than ' if produced > section.size else ''}"
+                f"{label} decodes to {'at least ' if produced > section.size else ''}"
                 f"{produced} bytes, the manifest says {section.size}; the bundle is damaged",
                 path=self.path,
             )

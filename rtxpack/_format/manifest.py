@@ -149,10 +149,6 @@ def _name(value: Any, where: str, limits: Limits) -> str:
     return value
 
 
-def _opt_str(value: Any, where: str, limits: Limits) -> str | None:
-    return None if value is None else _str(value, where, limits)
-
-
 def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise _fail(where, value, f"an integer in [{lo}, {hi}]")

@@ -110,6 +110,38 @@ def test_setuid_and_setgid_bits_are_not_carried_over(small: Path) -> None:
     assert stat.S_IMODE(os.stat(small).st_mode) == 0o755
 
 
+@posix_only
+def test_an_output_may_not_replace_an_input_or_another_output(tmp_path: Path) -> None:
+    """A command writing several files (an EPContext export: model and engine files; an import:
+    a bundle from a model and its engine files) refuses before it writes anything when two of
+    them are one file, links followed."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"model")
+    (tmp_path / "link.onnx").symlink_to("model.onnx")
+    a, b = tmp_path / "a.rtxpack", tmp_path / "b.rtxpack"
+    refused = [
+        ({"bundle": tmp_path / "link.onnx"}, {"model": model}, "bundle", "link.onnx", "model"),
+        ({"bundle": model}, {"model": tmp_path / "link.onnx"}, "bundle", "model.onnx", "model"),
+        ({"bundle": a, "cache": a}, {"model": model}, "cache", "a.rtxpack", "bundle"),
+        ({"engine": model}, {"source": b, "model": model}, "engine", "model.onnx", "model"),
+    ]
+    for outputs, inputs, what, name, other in refused:
+        with pytest.raises(InvalidArgumentError) as info:
+            container.distinct_outputs(outputs, inputs)
+        target = model if name != "a.rtxpack" else a
+        assert str(info.value) == (
+            f"cannot write the {what} to {tmp_path / name}: that is the {other} ({target}), "
+            "which would be replaced — choose another output path"
+        )
+    container.distinct_outputs({"bundle": a, "cache": b}, {"model": tmp_path / "link.onnx"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.onnx", "model.onnx"]
+    with pytest.raises(InvalidArgumentError, match="NUL"):
+        container.distinct_outputs({"bundle": a}, {"model": "model\0.onnx"})
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="FIFO"):
+        container.distinct_outputs({"bundle": tmp_path / "fifo"}, {})
+
+
 @pytest.mark.parametrize("where", ["bundle", "output"])
 def test_a_nul_in_a_path_is_an_rtxpack_error(
     small: Path, tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]

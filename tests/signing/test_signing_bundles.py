@@ -99,6 +99,30 @@ def test_signed_by_the_trusted_builder_is_accepted(bundle: Path, builder: Privat
         assert [s.kind for s in b.manifest.sections].count("signature") == 1
 
 
+def test_a_signature_survives_a_raw_copy_of_every_section(
+    bundle: Path, builder: PrivateKey, tmp_path: Path
+) -> None:
+    """What a registry pull does (``copy_raw`` from blobs): the signature still holds."""
+    import io
+
+    sign(bundle, builder)
+    out = tmp_path / "pulled.rtxpack"
+    src = _format.open_bundle_file(bundle)
+    try:
+        with warnings.catch_warnings(), _format.atomic_output(out) as f:
+            warnings.simplefilter("error", SignatureDroppedWarning)
+            writer = _format.BundleWriter(f)
+            index = {
+                i: writer.copy_raw(s, io.BytesIO(bytes(src.raw_view(s))), "registry")
+                for i, s in enumerate(src.manifest.sections)
+            }
+            writer.finish(src.manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        src.close()
+    assert out.read_bytes() == bundle.read_bytes()
+    assert report(out, TrustPolicy(engines=[builder.public_key])).ok
+
+
 def test_ecdsa_p256_keys_sign_too(bundle: Path, prewarmer: PrivateKey) -> None:
     sign(bundle, prewarmer)
     assert report(bundle, TrustPolicy(engines=[prewarmer.public_key])).ok

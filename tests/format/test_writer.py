@@ -1,0 +1,283 @@
+"""The writer: every way of adding a section (bytes, chunks, another bundle's section, a raw
+stream such as a registry blob) writes the same bytes and section records; a raw copy checks what
+it copies as it streams (length, exactly one zstd frame, decoded size without decoding more than
+one byte past it, digest), reads its source in bounded chunks, and when it fails leaves the writer
+as it was, so that the caller can retry from another source."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import io
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+import rtxpack
+from rtxpack import DamagedBundleError, IntegrityError
+from rtxpack._format import container
+from rtxpack._format.container import BundleFile, BundleWriter
+from rtxpack._format.manifest import Section
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "make_conformance", ROOT / "scripts/make_conformance.py"
+)
+assert _spec is not None and _spec.loader is not None
+mc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mc)
+
+WHERE = "registry.test/team/app:1"
+DATA = mc.NOTES  # 560 bytes of text
+FRAME = zstandard.ZstdCompressor().compress(DATA)
+EMPTY_FRAME = zstandard.ZstdCompressor().compress(b"")
+SKIPPABLE = struct.pack("<II", 0x184D2A50, 4) + b"skip"
+
+Copy = Callable[[BundleWriter, BundleFile, Section], int]
+
+
+def _rewrite(src: Path, dst: Path, copy: Copy) -> bytes:
+    """``dst``: every section of ``src`` added with ``copy``, then the same manifest."""
+    bf = container.open_bundle_file(src)
+    try:
+        with container.atomic_output(dst) as f:
+            writer = BundleWriter(f)
+            index = {i: copy(writer, bf, s) for i, s in enumerate(bf.manifest.sections)}
+            writer.finish(bf.manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        bf.close()
+    return dst.read_bytes()
+
+
+def _raw(writer: BundleWriter, bf: BundleFile, s: Section) -> int:
+    return writer.copy_raw(s, io.BytesIO(bytes(bf.raw_view(s))), WHERE)
+
+
+def _decoded(writer: BundleWriter, bf: BundleFile, s: Section) -> bytes:
+    return bytes(bf.decode(s))
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """A stored engine, a zstd source and a zstd user file (the conformance suite's base)."""
+    path = tmp_path / "base.rtxpack"
+    path.write_bytes(mc.Base().bytes())
+    return path
+
+
+def test_a_raw_copy_writes_what_a_section_copy_writes(tmp_path: Path, base: Path) -> None:
+    expected = _rewrite(base, tmp_path / "copied.rtxpack", lambda w, bf, s: w.copy_section(bf, s))
+    assert _rewrite(base, tmp_path / "raw.rtxpack", _raw) == expected
+    with rtxpack.open(tmp_path / "raw.rtxpack") as b:
+        b.verify()
+        assert [bytes(b.read_section(i)) for i in range(3)] == mc.Base().decoded
+
+
+def test_chunks_are_added_as_the_same_bytes_would_be(tmp_path: Path, base: Path) -> None:
+    def chunks(w: BundleWriter, bf: BundleFile, s: Section) -> int:
+        data = _decoded(w, bf, s)
+        return w.add_chunks(s.kind, s.name, iter([data[:100], b"", data[100:]]), s.codec)
+
+    def whole(w: BundleWriter, bf: BundleFile, s: Section) -> int:
+        return w.add_bytes(s.kind, s.name, _decoded(w, bf, s), s.codec)
+
+    expected = _rewrite(base, tmp_path / "whole.rtxpack", whole)
+    assert _rewrite(base, tmp_path / "chunks.rtxpack", chunks) == expected
+    with rtxpack.open(tmp_path / "chunks.rtxpack") as b:
+        b.verify()
+        assert [bytes(b.read_section(i)) for i in range(3)] == mc.Base().decoded
+        assert [s.codec for s in b.manifest.sections] == ["stored", "zstd", "zstd"]
+
+
+def test_added_chunks_are_stored_unless_told(tmp_path: Path) -> None:
+    f = io.BytesIO()
+    writer = BundleWriter(f)
+    assert writer.add_chunks("file", "a.bin", [b"ab", b"cd"]) == 0
+    assert writer.add_chunks("file", "b.bin", (c for c in [b"ef"]), "zstd") == 1
+    a, b = writer.sections
+    assert (a.codec, a.size, a.length, a.offset) == ("stored", 4, 4, 4096)
+    assert (b.codec, b.size, b.offset) == ("zstd", 2, 8192)
+    assert f.getvalue()[4096:4100] == b"abcd"
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(f.getvalue()[8192:]) == b"ef"
+
+
+# ---------------------------------------------------------------------------------------------
+# What copy_raw refuses: each with the message a user reads (the source named as given)
+
+
+def _stored(data: bytes = DATA, length: int | None = None) -> Section:
+    n = len(data) if length is None else length
+    return Section("file", "notes.txt", 0, n, "stored", n, container.digest(DATA))
+
+
+def _zstd(payload: bytes, size: int = len(DATA)) -> Section:
+    return Section("file", "notes.txt", 0, len(payload), "zstd", size, container.digest(DATA))
+
+
+def _copy(section: Section, payload: bytes) -> BundleWriter:
+    writer = BundleWriter(io.BytesIO())
+    writer.copy_raw(section, io.BytesIO(payload), WHERE)
+    return writer
+
+
+LABEL = f"{WHERE}: section file/'notes.txt'"
+CHANGED = DATA[:-1] + b"?"
+REFUSED: dict[str, tuple[Section, bytes, type[Exception], str]] = {
+    "stored, one byte short": (
+        _stored(length=len(DATA)),
+        DATA[:-1],
+        DamagedBundleError,
+        f"{LABEL} has 559 bytes, the manifest says 560",
+    ),
+    "stored, empty source": (
+        _stored(),
+        b"",
+        DamagedBundleError,
+        f"{LABEL} has 0 bytes, the manifest says 560",
+    ),
+    "stored, one byte changed": (
+        _stored(),
+        CHANGED,
+        IntegrityError,
+        f"section file/'notes.txt' is corrupted: its digest is {container.digest(CHANGED)}, the "
+        f"manifest says {container.digest(DATA)}; the file was changed after it was written — "
+        "re-download or rebuild the bundle",
+    ),
+    "zstd, a frame of other bytes": (
+        _zstd(zstandard.ZstdCompressor().compress(CHANGED)),
+        zstandard.ZstdCompressor().compress(CHANGED),
+        IntegrityError,
+        f"section file/'notes.txt' is corrupted: its digest is {container.digest(CHANGED)}, the "
+        f"manifest says {container.digest(DATA)}; the file was changed after it was written — "
+        "re-download or rebuild the bundle",
+    ),
+    "zstd, one byte short": (
+        _zstd(FRAME),
+        FRAME[:-1],
+        DamagedBundleError,
+        f"{LABEL} has {len(FRAME) - 1} bytes, the manifest says {len(FRAME)}",
+    ),
+    "zstd, the frame cut short": (
+        _zstd(FRAME[:-1]),
+        FRAME[:-1],
+        DamagedBundleError,
+        f"{LABEL} does not start with one complete zstd frame, expected exactly one zstd frame "
+        f"({len(FRAME) - 1} bytes)",
+    ),
+    "zstd, an empty frame after the frame": (
+        _zstd(FRAME + EMPTY_FRAME),
+        FRAME + EMPTY_FRAME,
+        DamagedBundleError,
+        f"{LABEL} holds {len(EMPTY_FRAME)} bytes after its zstd frame, expected exactly one zstd "
+        f"frame ({len(FRAME + EMPTY_FRAME)} bytes)",
+    ),
+    "zstd, a skippable frame after the frame": (
+        _zstd(FRAME + SKIPPABLE),
+        FRAME + SKIPPABLE,
+        DamagedBundleError,
+        f"{LABEL} holds 12 bytes after its zstd frame, expected exactly one zstd frame "
+        f"({len(FRAME) + 12} bytes)",
+    ),
+    "zstd, decodes to one byte less than claimed": (
+        _zstd(FRAME, size=len(DATA) + 1),
+        FRAME,
+        DamagedBundleError,
+        f"{LABEL} decodes to 560 bytes, the manifest says 561",
+    ),
+    "zstd, decodes to one byte more than claimed": (
+        _zstd(FRAME, size=len(DATA) - 1),
+        FRAME,
+        DamagedBundleError,
+        f"{LABEL} decodes to at least 560 bytes, the manifest says 559",
+    ),
+    "zstd, claims no bytes": (
+        _zstd(FRAME, size=0),
+        FRAME,
+        DamagedBundleError,
+        f"{LABEL} decodes to at least 1 bytes, the manifest says 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED), ids=list(REFUSED))
+def test_a_raw_copy_refuses_what_the_reader_would(case: str) -> None:
+    section, payload, error, message = REFUSED[case]
+    with pytest.raises(error) as info:
+        _copy(section, payload)
+    assert type(info.value) is error
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("payload", [b"not zstd at all" * 4, FRAME + bytes(10)])
+def test_a_raw_copy_of_what_is_not_zstd_is_damaged(payload: bytes) -> None:
+    with pytest.raises(DamagedBundleError) as info:
+        _copy(_zstd(payload), payload)
+    assert str(info.value).startswith(f"{LABEL} is not valid zstd (zstd decompress error: ")
+
+
+def test_a_raw_copy_of_a_zstd_bomb_stops_one_byte_past_the_claimed_size() -> None:
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(256 * 1024 * 1024))
+    assert len(bomb) < 16 * 1024
+    tracemalloc.start()
+    start = time.process_time()
+    try:
+        with pytest.raises(DamagedBundleError) as info:
+            _copy(_zstd(bomb, size=1000), bomb)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert str(info.value) == f"{LABEL} decodes to at least 1001 bytes, the manifest says 1000"
+    assert peak < 4 * 1024 * 1024  # never a chunk of the 256 MiB
+    assert time.process_time() - start < 5.0  # decoding all of it takes longer on this machine
+
+
+def test_a_raw_copy_reads_exactly_the_sections_bytes_from_a_longer_source() -> None:
+    for section, payload in [(_stored(), DATA), (_zstd(FRAME), FRAME)]:
+        source = io.BytesIO(payload + b"the next blob")
+        writer = BundleWriter(io.BytesIO())
+        assert writer.copy_raw(section, source, WHERE) == 0
+        assert source.tell() == len(payload)
+        assert writer.sections == [dataclasses.replace(section, offset=4096)]
+
+
+class _Recording(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.sizes: list[int] = []
+
+    def read(self, n: int | None = -1) -> bytes:
+        self.sizes.append(-1 if n is None else n)
+        return super().read(n)
+
+
+def test_a_raw_copy_reads_its_source_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(container, "_CHUNK", 100)
+    source = _Recording(DATA)
+    BundleWriter(io.BytesIO()).copy_raw(_stored(), source, WHERE)
+    assert source.sizes == [100] * 5 + [60, 0]
+
+
+def test_a_failed_raw_copy_leaves_the_writer_as_it_was(tmp_path: Path) -> None:
+    """A registry pull retries a damaged cached blob from the network: the retry's bundle is
+    the one a first-time success writes, byte for byte."""
+
+    def write(attempts: list[bytes]) -> bytes:
+        f = io.BytesIO()
+        writer = BundleWriter(f)
+        writer.add_bytes("engine", "main", mc.ENGINE)
+        for payload in attempts[:-1]:
+            with pytest.raises(rtxpack.RtxpackError):
+                writer.copy_raw(_zstd(FRAME), io.BytesIO(payload), WHERE)
+            assert len(f.getvalue()) == 8192  # the first section and padding, nothing after
+            assert len(writer.sections) == 1
+        writer.copy_raw(_zstd(FRAME), io.BytesIO(attempts[-1]), WHERE)
+        assert [s.offset for s in writer.sections] == [4096, 8192]
+        return f.getvalue()
+
+    damaged = FRAME[:20] + bytes(len(FRAME) - 20)
+    assert write([FRAME[:-1], damaged, FRAME]) == write([FRAME])
