@@ -50,11 +50,12 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
     if want is None or len(want) < 3 or made_trt[: len(want)] != want[: len(made_trt)]:
         reasons.append(
             f"made with TensorRT-RTX {env.trt_version}, "
-            f"target has {target.trt_version or 'unknown'}"
-            + (" (give at least major.minor.patch)" if want is not None and len(want) < 3 else "")
+            + (f"target has {target.trt_version}" if want else "target's version unknown")
+            + (" (give at least major.minor.patch)" if want and len(want) < 3 else "")
         )
-    if target.gpu_name is None or not same_gpu(env, target):
-        reasons.append(f"made on GPU {env.gpu_name!r}, target has {target.gpu_name or 'unknown'!r}")
+    if not same_gpu(env, target):
+        gpu = f"has {target.gpu_name!r}" if target.gpu_name is not None else "GPU unknown"
+        reasons.append(f"made on GPU {env.gpu_name!r}, target {gpu}")
     if (
         target.compute_capability is not None
         and env.compute_capability != target.compute_capability
@@ -70,7 +71,9 @@ def cache_mismatches(env: Environment, target: Target) -> list[str]:
             "only in a context of the same CiG state"
         )
     if target.os is None or env.os != target.os:
-        reasons.append(f"made on {env.os}, target runs {target.os or 'an unknown OS'}")
+        reasons.append(
+            f"made on {env.os}, target " + (f"runs {target.os}" if target.os else "OS unknown")
+        )
     if target.driver_version is None:
         reasons.append(f"made with driver {env.driver_version}, target driver unknown")
     else:
@@ -101,8 +104,8 @@ def _version_or_none(text: str) -> tuple[int, ...] | None:
 
 def same_gpu(env: Environment, target: Target) -> bool:
     """The cache was made on the target's GPU model (names compared as the driver reports them,
-    ignoring case and surrounding spaces)."""
-    return _gpu_key(env.gpu_name) == _gpu_key(target.gpu_name or "")
+    ignoring case and surrounding spaces); an unknown target GPU is not the same."""
+    return target.gpu_name is not None and _gpu_key(env.gpu_name) == _gpu_key(target.gpu_name)
 
 
 def could_fit(env: Environment, target: Target) -> bool:
@@ -112,7 +115,7 @@ def could_fit(env: Environment, target: Target) -> bool:
 
 
 def _gpu_key(name: str) -> str:
-    return name.strip().lower()
+    return name.strip().casefold()  # Python's caseless matching (str.casefold docs)
 
 
 def environment_fits(env: Environment, target: Target) -> bool:

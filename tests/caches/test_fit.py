@@ -13,6 +13,7 @@ from rtxpack._caches.fit import (
     environment_fits,
     recorded_environment_fits,
     same_environment,
+    same_gpu,
     target_of,
 )
 from rtxpack._caches.local import environment_key, persist_runtime_cache, read_cache_file
@@ -120,3 +121,31 @@ def test_the_local_cache_follows_the_same_rule(tmp_path: Path) -> None:
         else:
             with pytest.warns(RuntimeCacheWarning, match="different environment"):
                 assert read_cache_file(path, expect=expect) is None
+
+
+def test_could_fit_needs_both_the_os_and_the_gpu() -> None:
+    """The cheap pre-filter never lets through a cache the full rule would refuse for its OS or
+    its GPU, and never drops one that fits."""
+    assert could_fit(ENV, HERE) and could_fit(
+        ENV, replace(HERE, gpu_name="nvidia GEFORCE rtx 4090")
+    )
+    assert not could_fit(ENV, replace(HERE, os="windows"))
+    assert not could_fit(ENV, replace(HERE, gpu_name="NVIDIA GeForce RTX 4080"))
+    assert not could_fit(ENV, replace(HERE, gpu_name=None))
+    assert not could_fit(ENV, replace(HERE, os=None))
+
+
+def test_an_unknown_target_gpu_is_never_the_same_gpu() -> None:
+    for name in ("", " ", "unknown", "XXXX"):
+        env = replace(ENV, gpu_name=name)
+        assert not same_gpu(env, replace(HERE, gpu_name=None))
+        assert same_gpu(env, replace(HERE, gpu_name=name.upper()))
+
+
+def test_target_of_describes_every_part_of_the_environment() -> None:
+    cig = replace(ENV, compute_in_graphics=True)
+    target = target_of(cig)
+    assert target.environment() == cig  # nothing lost, nothing made up
+    # caches made on two GPUs of one name but another compute capability are not the same
+    other_cc = replace(ENV, compute_capability="8.6")
+    assert not same_environment(ENV, other_cc) and not same_environment(other_cc, ENV)
