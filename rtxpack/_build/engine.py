@@ -26,6 +26,7 @@ from .options import BuildOptions, build_platform
 from .weights import SplitModel
 
 __all__ = [
+    "ARCH_ALIASES",
     "BuiltEngine",
     "build_network",
     "build_onnx",
@@ -42,11 +43,15 @@ def trt_dtype_name(dtype: Any) -> str:
     return TRT_DTYPES[dtype.name]
 
 
+#: Other names of one CPU architecture (Windows and Torch-TensorRT say amd64/arm64).
+ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
 def current_platform() -> str:
     """This machine's platform tag, spelled like Torch-TensorRT's: ``linux_x86_64`` etc."""
     system = {"win32": "windows", "linux": "linux"}.get(sys.platform, sys.platform)
     machine = platform.machine().lower()
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    machine = ARCH_ALIASES.get(machine, machine)
     return f"{system}_{machine}"
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .._build.engine import ARCH_ALIASES
 from .._caches.fit import cache_mismatches
 from .._exceptions import InvalidArgumentError
 from .._facts import DRIVER_FLOOR, SUPPORTED_CCS, cc_tuple, same_release, supports_cc
 from .._format.container import FORMAT_VERSION, format_version_str
-from .._format.manifest import CacheInfo, EngineInfo
+from .._format.manifest import OS_NAMES, CacheInfo, EngineInfo
 from .._text import version_tuple
 from .report import Finding
 from .target import Target
@@ -34,14 +35,26 @@ __all__ = [
 
 
 def _cc_list(ccs: Iterable[str]) -> str:
-    return ", ".join(ccs) or "none"
+    return ", ".join(ccs)
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """An engine's recorded TensorRT-RTX version, if it names a release (major.minor.patch, and
+    maybe a build); None for anything else (a hand-made or damaged record)."""
+    try:
+        parts = version_tuple(version)
+    except InvalidArgumentError:
+        return None
+    return parts if len(parts) >= 3 else None
 
 
 def _pip_spec(version: str) -> str:
-    parts = version_tuple(version)
-    if len(parts) >= 4:
+    parts = _release(version)
+    if parts is None:
+        return "tensorrt-rtx"
+    if len(parts) > 3:
         return f"tensorrt-rtx=={version}"
-    major, minor, patch = (*parts, 0, 0, 0)[:3]
+    major, minor, patch = parts
     return f'"tensorrt-rtx>={major}.{minor}.{patch},<{major}.{minor}.{patch + 1}"'
 
 
@@ -58,8 +71,8 @@ def _rebuild_hint(info: EngineInfo, what: str, flags: str = "") -> str:
 
 
 def _os_of(platform: str) -> str | None:
-    prefix = platform.split("_", 1)[0]
-    return prefix if prefix in ("linux", "windows") else None
+    prefix = platform.partition("_")[0]
+    return prefix if prefix in OS_NAMES else None
 
 
 @dataclass
@@ -138,18 +151,17 @@ def check_trt(run: Run, info: EngineInfo, missing: frozenset[str]) -> None:
                 name,
             )
         return
-    try:
-        same = same_release(built, have)
-    except InvalidArgumentError:
+    if _release(built) is None:
         run.add(
             "engine.unknown_version",
             "warning",
-            f"engine {name!r}: records TensorRT-RTX version {built!r}, which is not a version "
-            "number, so it was not compared with the target's; rebuild the bundle",
+            f"engine {name!r}: records TensorRT-RTX version {built!r}, which does not name a "
+            f"release (major.minor.patch, e.g. 1.7.1), so it was not compared with the target's "
+            f"{have}; if it does not load, " + _rebuild_hint(info, f"under TensorRT-RTX {have}"),
             name,
         )
         return
-    if not same:
+    if not same_release(built, have):
         run.add(
             "trt.version_mismatch",
             "error",
@@ -196,39 +208,43 @@ def check_cc(run: Run, info: EngineInfo) -> None:
             name,
         )
         return
-    if cc in targets:
+    have = cc_tuple(cc)  # compared as numbers: "8.6" and "08.6" name the same GPUs
+    if have in {cc_tuple(t) for t in targets}:
         return
-    if info.hardware_portable and all(cc_tuple(cc) > cc_tuple(t) for t in targets):
+    through_ptx = info.hardware_portable and all(have > cc_tuple(t) for t in targets)
+    if cc in SUPPORTED_CCS:  # this TensorRT-RTX builds for it
+        fix = _rebuild_hint(info, f"for CC {cc}", f" --cc {cc}")
+    elif through_ptx:
+        fix = "upgrade TensorRT-RTX to a release that knows this GPU, then " + _rebuild_hint(
+            info, "under it"
+        )
+    else:
+        fix = _rebuild_hint(
+            info, "for the portable default targets (newer GPUs run it through PTX)", " --portable"
+        )
+    if through_ptx:
         run.add(
             "gpu.ptx_only",
             "warning",
             f"engine {name!r}: targets CC {_cc_list(targets)}; the target GPU {gpu} is newer, "
             "so it runs through PTX (like EngineValidity.SUBOPTIMAL): it works but is slower "
-            "than a native build; a TensorRT-RTX release that knows this GPU builds a native "
-            "engine (upgrade it, then `rtxpack rebuild`)",
+            f"than a native engine; to get one, {fix}",
             name,
         )
         return
-    if cc in SUPPORTED_CCS:
-        what, flags = f"for CC {cc}", f" --cc {cc}"
-    else:
-        what, flags = (
-            "for the portable default targets (newer GPUs run it through PTX)",
-            (" --portable"),
-        )
     run.add(
         "gpu.cc_not_targeted",
         "error",
         f"engine {name!r}: built for CC {_cc_list(targets)}"
         f"{' (plus PTX for newer GPUs)' if info.hardware_portable else ''}, not for the "
-        f"target GPU {gpu}; " + _rebuild_hint(info, what, flags),
+        f"target GPU {gpu}; {fix}",
         name,
     )
 
 
 def _arch_of(platform: str) -> str | None:
-    _, sep, arch = platform.partition("_")
-    return arch if sep and arch else None
+    arch = platform.partition("_")[2].lower()
+    return ARCH_ALIASES.get(arch, arch) or None
 
 
 def check_platform(run: Run, info: EngineInfo) -> None:
@@ -270,7 +286,7 @@ def check_platform(run: Run, info: EngineInfo) -> None:
             f"engine {name!r}: built on {info.platform}, the target is {t.platform}; NVIDIA "
             "documents TensorRT-RTX engines as portable between operating systems, not between "
             "CPU architectures: check it on the device (`rtxpack check` there asks the runtime), "
-            "or rebuild it there with `rtxpack rebuild`",
+            "or " + _rebuild_hint(info, "there"),
             name,
         )
 
