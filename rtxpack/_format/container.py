@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO
 
 import blake3
 import filelock
@@ -488,10 +488,7 @@ class BundleWriter:
                     kept += chunk
         else:
             try:
-                reader = zstandard.ZstdDecompressor().stream_reader(
-                    cast(IO[bytes], tee), read_across_frames=False, closefd=False
-                )
-                with reader:
+                with _zstd_reader(tee) as reader:
                     while decoded <= section.size:
                         chunk = reader.read(min(section.size + 1 - decoded, _CHUNK))
                         if not chunk:
@@ -671,6 +668,13 @@ def _frame_length(read: Callable[[int, int], bytes], n: int) -> int | None:
         pos += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
     pos += 4 * checksum
     return pos if pos <= n else None
+
+
+def _zstd_reader(source: _Tee | _MappedRange) -> Any:
+    """Decoded bytes of the zstd frame ``source`` holds, with the spec's window limit. (Whether a
+    section holds exactly one frame is checked from its headers: ``_not_one_frame``.)"""
+    decompressor = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
+    return decompressor.stream_reader(source)  # type: ignore[arg-type]  # a file-like object
 
 
 def _not_one_frame(end: int | None, length: int) -> str | None:
@@ -1092,11 +1096,7 @@ class BundleFile:
         # chunk expands to, at once.)
         produced = 0
         try:
-            reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(
-                _MappedRange(self, section.offset, view),  # type: ignore[arg-type]  # file-like
-                read_across_frames=False,
-            )
-            with reader:
+            with _zstd_reader(_MappedRange(self, section.offset, view)) as reader:
                 while True:
                     chunk = reader.read(min(section.size + 1 - produced, _CHUNK))
                     if not chunk:

@@ -211,6 +211,7 @@ def test_a_raw_copy_refuses_what_the_reader_would(case: str) -> None:
         _copy(section, payload)
     assert type(info.value) is error
     assert str(info.value) == message
+    assert info.value.path == (WHERE if error is IntegrityError else None)
 
 
 @pytest.mark.parametrize("payload", [b"not zstd at all" * 4, FRAME + bytes(10)])
@@ -260,6 +261,16 @@ def test_a_raw_copy_reads_its_source_in_bounded_chunks(monkeypatch: pytest.Monke
     source = _Recording(DATA)
     BundleWriter(io.BytesIO()).copy_raw(_stored(), source, WHERE)
     assert source.sizes == [100] * 5 + [60, 0]
+
+
+def test_a_raw_copy_decodes_in_bounded_chunks_and_stops_one_byte_past_the_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(container, "_CHUNK", 100)
+    assert _copy(_zstd(FRAME), FRAME).sections[0].size == 560
+    with pytest.raises(DamagedBundleError) as info:
+        _copy(_zstd(FRAME, size=450), FRAME)
+    assert str(info.value) == f"{LABEL} decodes to at least 451 bytes, the manifest says 450"
 
 
 def test_a_failed_raw_copy_leaves_the_writer_as_it_was(tmp_path: Path) -> None:
