@@ -734,7 +734,12 @@ def parse_header(raw: bytes, file_size: int, limits: Limits, where: str) -> Head
             f"{where}: the header gives a manifest of {m_len} bytes; expected 1 to "
             f"{limits.max_manifest_bytes} — the bundle is damaged"
         )
-    if m_off < HEADER_SIZE or m_off + m_len != file_size:
+    if m_off < HEADER_SIZE:
+        raise DamagedBundleError(
+            f"{where}: the header puts the manifest at byte {m_off}, inside the {HEADER_SIZE}-byte "
+            "header; the bundle is damaged — re-download or rebuild it"
+        )
+    if m_off + m_len != file_size:
         raise DamagedBundleError(
             f"{where} is truncated or has extra bytes: the header says the file is "
             f"{m_off + m_len} bytes (manifest at {m_off}, {m_len} bytes), it is {file_size} bytes; "

@@ -169,14 +169,15 @@ def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
 
 def _list(value: Any, where: str, max_len: int) -> list[Any]:
     if not isinstance(value, list) or len(value) > max_len:
-        raise _fail(where, type(value).__name__, f"a list of at most {max_len} items")
+        found = f"{len(value)} items" if isinstance(value, list) else type(value).__name__
+        raise _fail(where, found, f"a list of at most {max_len} items")
     return value
 
 
 def _section_ref(value: Any, where: str, sections: tuple[Section, ...], kind: str) -> int:
     index = _int(value, where, 0, max(len(sections) - 1, 0))
     if index >= len(sections) or sections[index].kind != kind:
-        raise _fail(where, value, f"the index of a {kind!r} section")
+        raise _fail(where, value, f"the index of a section of kind {kind!r}")
     return index
 
 

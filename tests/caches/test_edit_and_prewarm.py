@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -89,6 +90,8 @@ def test_add_list_remove_keeps_engine_bytes_and_everything_else(
         ("NVIDIA GeForce RTX 5090", 7000),
     ]
     assert rows[1]["shapes"] == [{"x": [4, 16]}] and rows[1]["engine"] == "main"
+    # docs/format.md: ids rtxpack writes are 8 hex digits (short enough to type)
+    assert all(re.fullmatch("[0-9a-f]{8}", r["id"]) for r in rows), rows
     assert main(["cache", "list", str(bundle)]) == 0
     table = capsys.readouterr().out
     assert rows[0]["id"] in table and "NVIDIA GeForce RTX 5090" in table and "x=4x16" in table

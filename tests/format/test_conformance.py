@@ -62,6 +62,13 @@ SAYS: dict[str, str | tuple[str, ...]] = {
 }
 
 
+#: The reference reader's exact message for each invalid case (the path shown as <bundle>): what
+#: a user reads says what was found, what was expected and what to do. After a deliberate change
+#: of wording, rewrite it with ``python tests/format/test_conformance.py`` and review the diff.
+MESSAGES_FILE = Path(__file__).with_name("conformance_messages.json")
+MESSAGES: dict[str, str] = json.loads(MESSAGES_FILE.read_text())
+
+
 def _read_all(path: Path) -> None:
     with rtxpack.open(path) as b:
         b.verify()
@@ -101,6 +108,7 @@ def test_case(case: dict[str, Any]) -> None:
     says = SAYS[case["rule"]]
     message = _message(info.value, path)
     assert any(s in message for s in ((says,) if isinstance(says, str) else says)), message
+    assert message == MESSAGES[case["file"]]
 
 
 def test_the_suite_is_what_the_generator_writes(tmp_path: Path) -> None:
@@ -122,3 +130,24 @@ def test_every_rule_has_valid_and_invalid_cases_and_is_in_the_spec() -> None:
     assert tagged <= used | {"layout"}, f"spec rules without a case: {sorted(tagged - used)}"
     assert {c["verdict"] for c in CASES} == {"valid", "invalid"}
     assert len(CASES) >= 100
+
+
+def _reference_messages() -> dict[str, str]:
+    out = {}
+    for case in CASES:
+        if case["verdict"] == "invalid":
+            path = SUITE / case["file"]
+            try:
+                with rtxpack.open(path) as b:
+                    b.verify()
+            except rtxpack.RtxpackError as exc:
+                out[case["file"]] = _message(exc, path)
+    return out
+
+
+def test_every_invalid_case_has_its_message() -> None:
+    assert set(MESSAGES) == {c["file"] for c in CASES if c["verdict"] == "invalid"}
+
+
+if __name__ == "__main__":
+    MESSAGES_FILE.write_text(json.dumps(_reference_messages(), indent=1, ensure_ascii=False) + "\n")

@@ -586,8 +586,12 @@ HOSTILE: dict[str, tuple[Mutator, type[RtxpackError], tuple[str, ...]]] = {
     ),
     # references
     "duplicate engine names": (_dup_names, DamagedBundleError, ("unique engine names",)),
-    "engine -> source section": (_wrong_kind, DamagedBundleError, ("'engine' section",)),
-    "source -> engine section": (_source_is_engine, DamagedBundleError, ("'source' section",)),
+    "engine -> source section": (_wrong_kind, DamagedBundleError, ("section of kind 'engine'",)),
+    "source -> engine section": (
+        _source_is_engine,
+        DamagedBundleError,
+        ("section of kind 'source'",),
+    ),
     "section index out of range": (
         _set("engines.0.section", 99),
         DamagedBundleError,
@@ -662,7 +666,11 @@ def test_header_manifest_offset_inside_header(tmp_path: Path, multi: bytes) -> N
     raw = bytearray(b"\0" * 100)
     blob = b"\x80" * 60
     raw[: HEADER.size] = HEADER.pack(MAGIC, 1, 0, 0, 40, 60, blake3.blake3(blob).digest())
-    expect_error(write(tmp_path, bytes(raw)), DamagedBundleError, "manifest at 40")
+    expect_error(
+        write(tmp_path, bytes(raw)),
+        DamagedBundleError,
+        "the header puts the manifest at byte 40, inside the 64-byte header",
+    )
 
 
 def _zstd_bomb_bundle(multi: bytes, claimed: int) -> bytes:

@@ -236,3 +236,41 @@ def test_a_limit_given_to_open_applies_at_exactly_the_bound(
     with pytest.raises(DamagedBundleError) as info:
         rtxpack.open(path, limits=dataclasses.replace(DEFAULTS, **{field: value - 1}))
     assert says in str(info.value).replace(str(path), "<bundle>")
+
+
+# ---------------------------------------------------------------------------------------------
+# How a message shows what it found
+
+
+@pytest.mark.parametrize("nines", [76, 77])
+def test_a_found_value_is_shown_whole_up_to_80_characters_then_cut(
+    tmp_path: Path, nines: int
+) -> None:
+    path = tmp_path / "b.rtxpack"
+    path.write_bytes(mc.with_env(compute_capability="8." + "9" * nines))
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.open(path)
+    shown = "'8." + "9" * 76 + "'" if nines == 76 else "'8." + "9" * 74 + "..."
+    assert str(info.value) == (
+        f"invalid bundle manifest: caches[0].environment.compute_capability is {shown}, "
+        r"expected a string matching ^[0-9]{1,2}\.[0-9]{1,2}$; the bundle is damaged or was not "
+        "written by rtxpack — rebuild or re-download it"
+    )
+
+
+@pytest.mark.parametrize("depth", [2, 41, 42])
+def test_a_bad_value_is_named_by_its_path_down_to_41_levels(tmp_path: Path, depth: int) -> None:
+    """(Deeper than a reader with the default limits allows: the path search in messages stops
+    at 41 levels, whatever ``max_depth`` a caller sets.)"""
+    value: Any = math.nan
+    for _ in range(depth - 1):
+        value = [value]
+    path = tmp_path / "b.rtxpack"
+    path.write_bytes(mc.edit(lambda m: m.update(future=value)))
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.open(path, limits=Limits(max_depth=64))
+    where = "future" + "[0]" * (depth - 1) if depth <= 41 else "manifest"
+    assert str(info.value) == (
+        f"{path}: invalid bundle manifest: {where} is nan, expected a finite number (no NaN or "
+        "infinity); the bundle is damaged or hostile"
+    )

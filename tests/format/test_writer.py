@@ -292,3 +292,22 @@ def test_a_failed_raw_copy_leaves_the_writer_as_it_was(tmp_path: Path) -> None:
 
     damaged = FRAME[:20] + bytes(len(FRAME) - 20)
     assert write([FRAME[:-1], damaged, FRAME]) == write([FRAME])
+
+
+def test_a_files_digest_is_read_in_bounded_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(An ONNX source's digest, whatever its size.)"""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(DATA)
+    opened: list[_Recording] = []
+
+    def recording_open(file: Path, mode: str) -> _Recording:
+        assert mode == "rb"
+        opened.append(_Recording(Path(file).read_bytes()))
+        return opened[-1]
+
+    monkeypatch.setattr(container, "_CHUNK", 100)
+    monkeypatch.setattr(container, "open", recording_open, raising=False)
+    assert container.digest_file(path) == container.digest(DATA)
+    assert opened[0].sizes == [100] * 7  # 560 bytes: five full reads, 60 bytes, the end
