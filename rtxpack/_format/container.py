@@ -516,11 +516,10 @@ class BundleWriter:
                     f"{where}: section {section.kind}/{section.name!r} {problem}, expected "
                     f"exactly one zstd frame ({section.length} bytes)"
                 )
-            if decoded != section.size:
+            wrong_size = _wrong_size(decoded, section.size)
+            if wrong_size:
                 raise DamagedBundleError(
-                    f"{where}: section {section.kind}/{section.name!r} decodes to "
-                    f"{'at least ' if decoded > section.size else ''}{decoded} bytes, the "
-                    f"manifest says {section.size}"
+                    f"{where}: section {section.kind}/{section.name!r} {wrong_size}"
                 )
         got = "blake3:" + h.hexdigest()
         if got != section.digest:
@@ -646,10 +645,8 @@ def zstd_frame_length(data: memoryview | bytes) -> int | None:
 def _frame_length(read: Callable[[int, int], bytes], n: int) -> int | None:
     """``zstd_frame_length`` of ``n`` bytes read with ``read(pos, count)`` (a few bytes per
     block: the headers only)."""
-    if n < 6:
-        return None
     head = read(0, 5)
-    if head[:4] != _ZSTD_MAGIC:
+    if len(head) != 5 or head[:4] != _ZSTD_MAGIC:
         return None
     descriptor = head[4]
     fcs_flag, single, reserved = descriptor >> 6, (descriptor >> 5) & 1, (descriptor >> 3) & 1
@@ -657,15 +654,16 @@ def _frame_length(read: Callable[[int, int], bytes], n: int) -> int | None:
     if reserved:
         return None
     pos = 5 + (1 - single) + (0, 1, 2, 4)[dictionary] + (single, 2, 4, 8)[fcs_flag]
-    last = 0
-    while not last:
+    while True:
         if pos + 3 > n:
             return None
         header = int.from_bytes(read(pos, 3), "little")
-        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        kind, size = (header >> 1) & 3, header >> 3
         if kind == 3:  # reserved block type
             return None
         pos += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
+        if header & 1:  # the last block
+            break
     pos += 4 * checksum
     return pos if pos <= n else None
 
@@ -675,6 +673,16 @@ def _zstd_reader(source: _Tee | _MappedRange) -> Any:
     section holds exactly one frame is checked from its headers: ``_not_one_frame``.)"""
     decompressor = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
     return decompressor.stream_reader(source)  # type: ignore[arg-type]  # a file-like object
+
+
+def _wrong_size(decoded: int, size: int) -> str | None:
+    """What is wrong when a section ``decoded`` to this many bytes (decoding stops one byte past
+    the declared ``size``), or None."""
+    if decoded > size:
+        return f"decodes to at least {decoded} bytes, the manifest says {size}"
+    if decoded < size:
+        return f"decodes to {decoded} bytes, the manifest says {size}"
+    return None
 
 
 def _not_one_frame(end: int | None, length: int) -> str | None:
@@ -1117,12 +1125,9 @@ class BundleFile:
                 f"{label} is not a valid zstd frame ({exc}); the bundle is damaged",
                 path=self.path,
             ) from None
-        if produced != section.size:
-            raise DamagedBundleError(
-                f"{label} decodes to {'at least ' if produced > section.size else ''}"
-                f"{produced} bytes, the manifest says {section.size}; the bundle is damaged",
-                path=self.path,
-            )
+        wrong_size = _wrong_size(produced, section.size)
+        if wrong_size:
+            raise DamagedBundleError(f"{label} {wrong_size}; the bundle is damaged", path=self.path)
 
     def close(self) -> None:
         if self._mmap is not None:
