@@ -294,10 +294,10 @@ def test_a_failed_raw_copy_leaves_the_writer_as_it_was(tmp_path: Path) -> None:
     assert write([FRAME[:-1], damaged, FRAME]) == write([FRAME])
 
 
-def test_a_files_digest_is_read_in_bounded_chunks(
+def test_a_file_is_digested_and_added_in_bounded_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """(An ONNX source's digest, whatever its size.)"""
+    """(An ONNX source and its external data, whatever their size.)"""
     path = tmp_path / "model.onnx"
     path.write_bytes(DATA)
     opened: list[_Recording] = []
@@ -311,3 +311,6 @@ def test_a_files_digest_is_read_in_bounded_chunks(
     monkeypatch.setattr(container, "open", recording_open, raising=False)
     assert container.digest_file(path) == container.digest(DATA)
     assert opened[0].sizes == [100] * 7  # 560 bytes: five full reads, 60 bytes, the end
+    f = io.BytesIO()
+    assert BundleWriter(f).add_path("file", "model.onnx", path) == 0
+    assert opened[1].sizes == [100] * 7 and f.getvalue()[4096:] == DATA
