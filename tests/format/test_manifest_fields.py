@@ -5,9 +5,12 @@ reads (what was found, where, what was expected)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 import rtxpack
@@ -133,3 +136,107 @@ def test_a_profile_range_contains_its_bounds_and_nothing_of_another_rank() -> No
     assert r.contains((1, 16)) and r.contains((8, 16)) and r.contains((4, 16))
     assert not r.contains((0, 16)) and not r.contains((9, 16)) and not r.contains((4, 15))
     assert not r.contains((4,)) and not r.contains((4, 16, 1)) and not r.contains(())
+
+
+# ---------------------------------------------------------------------------------------------
+# Every field of every record, missing and of a wrong type: the reader's verdict and exact message
+# (tests/format/field_messages.json; after a deliberate change of wording, rewrite it with
+# ``python tests/format/test_manifest_fields.py`` and review the diff). A field that may be
+# missing reads as "valid".
+
+
+def _edited(raw: bytes, change: Any) -> bytes:
+    off = struct.unpack_from("<Q", raw, 16)[0]
+    m = msgpack.unpackb(raw[off:])
+    change(m)
+    return mc.assemble(raw[:off], m)  # type: ignore[no-any-return]
+
+
+def _full() -> bytes:
+    """The base bundle with a cache (with shapes), a migration record and every engine field."""
+
+    def change(m: dict[str, Any]) -> None:
+        m["caches"][0]["shapes"] = [{"x": [4, 16]}]
+        m["caches"][0]["environment"]["compute_in_graphics"] = False
+        m["migrations"] = [{"from": "1.0", "to": "1.1", "rtxpack": "0.2.0", "time": "t"}]
+        m["engines"][0].update(source_data=[], output_tree=None, build_options=None, equal_dims=[])
+
+    return _edited(mc.with_env(), change)
+
+
+FULL = _full()
+RECORDS = {
+    "": (),
+    "sections[0]": ("sections", 0),
+    "engines[0]": ("engines", 0),
+    "engines[0].inputs[0]": ("engines", 0, "inputs", 0),
+    "engines[0].outputs[0]": ("engines", 0, "outputs", 0),
+    "engines[0].profiles[0]['x']": ("engines", 0, "profiles", 0, "x"),
+    "engines[0].strategy": ("engines", 0, "strategy"),
+    "caches[0]": ("caches", 0),
+    "caches[0].environment": ("caches", 0, "environment"),
+    "caches[0].shapes[0]": ("caches", 0, "shapes", 0),
+    "migrations[0]": ("migrations", 0),
+    "files": ("files",),
+    "metadata": ("metadata",),
+}
+
+
+def _node(m: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        m = m[part]
+    return m
+
+
+def _field_cases() -> dict[str, bytes]:
+    m = msgpack.unpackb(FULL[struct.unpack_from("<Q", FULL, 16)[0] :])
+    cases = {}
+    for record, path in RECORDS.items():
+        for key in _node(m, path):
+
+            def drop(m: Any, path: tuple[Any, ...] = path, key: str = key) -> None:
+                del _node(m, path)[key]
+
+            def wrong(m: Any, path: tuple[Any, ...] = path, key: str = key) -> None:
+                _node(m, path)[key] = 1.5
+
+            cases[f"{record}.{key} missing"] = _edited(FULL, drop)
+            cases[f"{record}.{key} = 1.5"] = _edited(FULL, wrong)
+    return cases
+
+
+FIELD_CASES = _field_cases()
+FIELD_MESSAGES_FILE = Path(__file__).with_name("field_messages.json")
+
+
+def _verdict(tmp_path: Path, raw: bytes) -> str:
+    path = tmp_path / "b.rtxpack"
+    path.write_bytes(raw)
+    try:
+        with rtxpack.open(path) as b:
+            b.verify()
+    except rtxpack.RtxpackError as exc:
+        return f"{type(exc).__name__}: {str(exc).replace(str(path), '<bundle>')}"
+    return "valid"
+
+
+def test_the_full_bundle_is_valid(tmp_path: Path) -> None:
+    assert _verdict(tmp_path, FULL) == "valid"
+
+
+@pytest.mark.parametrize("case", list(FIELD_CASES))
+def test_each_field_missing_or_of_a_wrong_type(tmp_path: Path, case: str) -> None:
+    expected = json.loads(FIELD_MESSAGES_FILE.read_text())
+    assert _verdict(tmp_path, FIELD_CASES[case]) == expected[case]
+
+
+def test_every_field_case_has_its_verdict() -> None:
+    assert set(json.loads(FIELD_MESSAGES_FILE.read_text())) == set(FIELD_CASES)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        verdicts = {case: _verdict(Path(folder), raw) for case, raw in FIELD_CASES.items()}
+    FIELD_MESSAGES_FILE.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False) + "\n")
