@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import io
+import stat
 import struct
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -314,3 +316,80 @@ def test_a_file_is_digested_and_added_in_bounded_chunks(
     f = io.BytesIO()
     assert BundleWriter(f).add_path("file", "model.onnx", path) == 0
     assert opened[1].sizes == [100] * 7 and f.getvalue()[4096:] == DATA
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewriting a bundle
+
+
+def test_copy_all_skips_and_replaces_sections_keeping_their_codec(
+    tmp_path: Path, base: Path
+) -> None:
+    out = tmp_path / "out.rtxpack"
+    bf = container.open_bundle_file(base)
+    try:
+        with container.atomic_output(out) as f:
+            writer = BundleWriter(f)
+            index = writer.copy_all(bf, skip={2}, replacements={1: b"a new source"})
+            assert index == {0: 0, 1: 1}
+            manifest = dataclasses.replace(bf.manifest, files={})
+            writer.finish(manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        bf.close()
+    with rtxpack.open(out) as b:
+        b.verify()
+        assert [(s.kind, s.codec) for s in b.manifest.sections] == [
+            ("engine", "stored"),
+            ("source", "zstd"),
+        ]
+        assert bytes(b.read_section(1)) == b"a new source"
+        assert bytes(b.read_section(0)) == mc.ENGINE
+
+
+def test_a_bundle_of_a_newer_minor_is_read_but_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "newer.rtxpack"
+    path.write_bytes(mc.Base().bytes(version=(1, 9)))
+    with rtxpack.open(path) as b:
+        b.verify()
+    with pytest.raises(rtxpack.UnsupportedVersionError) as info, container.rewriting(path, path):
+        pass
+    assert str(info.value) == (
+        f"{path} uses bundle format 1.9, newer than the 1.1 this rtxpack writes; it can read it "
+        "but will not rewrite it (that could lose what the newer format added): upgrade rtxpack "
+        "(pip install -U rtxpack)"
+    )
+    assert (info.value.found, info.value.supported, info.value.path) == ("1.9", "1.1", str(path))
+    assert path.read_bytes() == mc.Base().bytes(version=(1, 9))
+
+
+@pytest.mark.skipif(container.fcntl is None, reason="POSIX locks")
+def test_a_rewrite_waits_for_another_and_gives_up_with_a_message(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rewrites of one bundle (two ``cache add``): the second waits for the first; one that
+    waits too long says so. The lock file is private to its owner while it is held."""
+    lock = tmp_path / ".base.rtxpack.lock"
+    monkeypatch.setattr(container, "REWRITE_LOCK_SECONDS", 0.3)
+    with container.rewrite_lock(base):
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        with pytest.raises(rtxpack.OutputError) as info, container.rewrite_lock(base):
+            pass
+        assert str(info.value) == (
+            f"cannot rewrite {base}: another process has been rewriting it for 0 s; try again "
+            "when it is done"
+        )
+        assert info.value.path == str(base)
+        done: list[str] = []
+        waiter = threading.Thread(target=lambda: _locked(base, done))
+        monkeypatch.setattr(container, "REWRITE_LOCK_SECONDS", 60.0)
+        waiter.start()
+        waiter.join(0.2)
+        assert done == []  # still waiting
+    waiter.join(30)
+    assert done == ["locked"]
+    assert not lock.exists()
+
+
+def _locked(path: Path, done: list[str]) -> None:
+    with container.rewrite_lock(path):
+        done.append("locked")
