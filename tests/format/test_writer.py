@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import io
+import random
 import stat
 import struct
 import threading
@@ -393,3 +394,24 @@ def test_a_rewrite_waits_for_another_and_gives_up_with_a_message(
 def _locked(path: Path, done: list[str]) -> None:
     with container.rewrite_lock(path):
         done.append("locked")
+
+
+def test_reading_a_zstd_section_hands_back_the_pages_it_has_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Resident memory stays bounded while a large section streams: issue 13.)"""
+    data = random.Random(1).randbytes(64 * 1024)  # incompressible: 64 KiB stored
+    path = tmp_path / "b.rtxpack"
+    path.write_bytes(mc.with_section(mc.zstd(data), data, "zstd"))
+    monkeypatch.setattr(container, "_CHUNK", 4096)
+    released: list[tuple[int, int]] = []
+    release = BundleFile._release
+    monkeypatch.setattr(
+        BundleFile, "_release", lambda self, o, n: released.append((o, n)) or release(self, o, n)
+    )
+    with rtxpack.open(path) as b:
+        s = b.manifest.sections[3]
+        assert bytes(b.read_section(3)) == data
+    assert s.codec == "zstd" and s.length > 64 * 1024
+    # the stream reader's reads were handed back as it went, before the section's end
+    assert released[0] == (s.offset, s.length) and len(released) == 2
