@@ -240,3 +240,96 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as folder:
         verdicts = {case: _verdict(Path(folder), raw) for case, raw in FIELD_CASES.items()}
     FIELD_MESSAGES_FILE.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules between fields
+
+
+def _engine(**changes: Any) -> bytes:
+    return mc.with_engine(**changes)
+
+
+RULES = [
+    (
+        _engine(inputs=[], profiles=[{}]),
+        "engines[0].profiles is '1 profiles', expected no profile when no input is recorded",
+    ),
+    (
+        _engine(profiles=[{"x": {"min": [1, 16], "opt": [4], "max": [8, 16]}}]),
+        "engines[0].profiles[0]['x'] is {'min': [1, 16], 'opt': [4], 'max': [8, 16]}, expected "
+        "min <= opt <= max, all of one rank",
+    ),
+    (
+        _engine(profiles=[{"x": {"min": [4, 16], "opt": [2, 16], "max": [8, 16]}}]),
+        "engines[0].profiles[0]['x'] is {'min': [4, 16], 'opt': [2, 16], 'max': [8, 16]}, "
+        "expected min <= opt <= max, all of one rank",
+    ),
+    (
+        _engine(profiles=[{"x": {"min": [1, 16], "opt": [9, 16], "max": [8, 16]}}]),
+        "engines[0].profiles[0]['x'] is {'min': [1, 16], 'opt': [9, 16], 'max': [8, 16]}, "
+        "expected min <= opt <= max, all of one rank",
+    ),
+    (
+        _edited(
+            mc.with_section(b"weights", b"weights", "stored", kind="source_data"),
+            lambda m: m["engines"][0].update(source=None, source_data=[3]),
+        ),
+        "engines[0].source_data is [3], expected no data files without a source",
+    ),
+    (
+        _engine(source_data=[2]),
+        "engines[0].source_data[0] is 2, expected the index of a section of kind 'source_data'",
+    ),
+    (
+        _edited(mc.with_env(), lambda m: m["caches"].append(dict(m["caches"][0]))),
+        "caches is ['c1', 'c1'], expected unique cache ids",
+    ),
+]
+
+
+@pytest.mark.parametrize("raw,says", RULES, ids=[s for _, s in RULES])
+def test_rules_between_fields(tmp_path: Path, raw: bytes, says: str) -> None:
+    assert _refused(tmp_path, raw) == f"invalid bundle manifest: {says}{TAIL}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _engine(inputs=[], profiles=[]),
+        _engine(profiles=[{"x": {"min": [4, 16], "opt": [4, 16], "max": [4, 16]}}]),
+        _engine(profiles=[]),  # profiles not recorded (an imported engine)
+        _edited(
+            mc.with_section(b"weights", b"weights", "stored", kind="source_data"),
+            lambda m: m["engines"][0].update(source_data=[3]),
+        ),
+    ],
+    ids=["no inputs", "a single shape", "no profiles", "source data"],
+)
+def test_profiles_that_open(tmp_path: Path, raw: bytes) -> None:
+    with _open(tmp_path, raw) as b:
+        b.verify()
+
+
+def test_maps_of_inputs_are_bounded_by_max_io_tensors(tmp_path: Path) -> None:
+    limits = rtxpack.Limits(max_io_tensors=1)
+    rng = {"min": [1, 16], "opt": [4, 16], "max": [8, 16]}
+    raw = _engine(profiles=[{"x": rng, "z": rng}])
+    path = tmp_path / "b.rtxpack"
+    path.write_bytes(raw)
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.open(path, limits=limits)
+    assert str(info.value) == (
+        f"invalid bundle manifest: engines[0].profiles[0] is '2 inputs', expected at most 1{TAIL}"
+    )
+    raw = _edited(mc.with_env(), lambda m: m["caches"][0].update(shapes=[{"x": [1], "z": [2]}]))
+    path.write_bytes(raw)
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.open(path, limits=limits)
+    assert str(info.value) == (
+        f"invalid bundle manifest: caches[0].shapes[0] is 2, expected at most 1{TAIL}"
+    )
+    raw = _edited(mc.with_env(), lambda m: m["caches"][0].update(shapes=[{"x": [1]}]))
+    path.write_bytes(raw)
+    with rtxpack.open(path, limits=limits) as b:
+        assert b.manifest.caches[0].shapes == ({"x": (1,)},)

@@ -415,3 +415,21 @@ def test_reading_a_zstd_section_hands_back_the_pages_it_has_read(
     assert s.codec == "zstd" and s.length > 64 * 1024
     # the stream reader's reads were handed back as it went, before the section's end
     assert released[0] == (s.offset, s.length) and len(released) == 2
+
+
+def test_a_closed_bundle_is_not_read(base: Path) -> None:
+    b = rtxpack.open(base)
+    b.close()
+    with pytest.raises(rtxpack.InvalidArgumentError) as info:
+        b.read_section(0)
+    assert str(info.value) == f"bundle {base} is closed"
+
+
+def test_a_private_read_is_a_checked_copy(base: Path) -> None:
+    with rtxpack.open(base) as b:
+        shared = b.read_section(0)
+        private = b.read_section(0, private=True)
+        assert isinstance(shared, memoryview) and shared.readonly
+        assert type(private) is bytes and private == bytes(shared) == mc.ENGINE
+        assert bytes(b.read_section(1, private=True)) == mc.SOURCE
+        del shared
