@@ -17,6 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -433,3 +434,21 @@ def test_a_private_read_is_a_checked_copy(base: Path) -> None:
         assert type(private) is bytes and private == bytes(shared) == mc.ENGINE
         assert bytes(b.read_section(1, private=True)) == mc.SOURCE
         del shared
+
+
+def test_running_out_of_memory_while_decoding_says_what_to_do(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(test_outputs.py runs the real thing under an address-space cap, in a subprocess.)"""
+
+    def exhausted(self: BundleFile, section: Section, *, verify: bool = True) -> Any:
+        yield b"a first chunk"
+        raise MemoryError
+
+    monkeypatch.setattr(BundleFile, "iter_decoded", exhausted)
+    with rtxpack.open(base) as b, pytest.raises(rtxpack.InvalidArgumentError) as info:
+        b.read_section(2)
+    assert str(info.value) == (
+        "section file/'notes.txt' decodes to 560 bytes, more than this process can hold in "
+        "memory; extract it to a file instead (rtxpack extract streams it)"
+    )
