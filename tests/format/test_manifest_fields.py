@@ -333,3 +333,56 @@ def test_maps_of_inputs_are_bounded_by_max_io_tensors(tmp_path: Path) -> None:
     path.write_bytes(raw)
     with rtxpack.open(path, limits=limits) as b:
         assert b.manifest.caches[0].shapes == ({"x": (1,)},)
+
+
+def _empty_section(m: dict[str, Any], kind: str) -> int:
+    """Append an empty section of ``kind`` (empty sections overlap nothing); its index."""
+    s = dict(m["sections"][3])
+    s.update(kind=kind, name=f"{kind}-{len(m['sections'])}")
+    m["sections"].append(s)
+    return len(m["sections"]) - 1
+
+
+def _cache(section: int, cache_id: str) -> dict[str, Any]:
+    return {
+        "id": cache_id,
+        "engine": "main",
+        "section": section,
+        "environment": mc.environment(),
+        "created_at": "2026-11-27T00:00:00Z",
+    }
+
+
+def _twice_samples(m: dict[str, Any]) -> None:
+    k = _empty_section(m, "samples")
+    m["engines"][0]["samples"] = m["engines"][1]["samples"] = k
+
+
+def _twice_source_data(m: dict[str, Any]) -> None:
+    k = _empty_section(m, "source_data")
+    m["engines"][0]["source_data"] = [k, k]
+
+
+def _twice_cache(m: dict[str, Any]) -> None:
+    k = _empty_section(m, "runtime_cache")
+    m["caches"] = [_cache(k, "a"), _cache(k, "b")]
+
+
+# engines(2): sections 0 engine main, 1 its source, 2 file notes.txt, 3 engine e1 (empty)
+TWICE = {
+    "an engine section": (lambda m: m["engines"][1].update(section=0), [0, 0, 1, 2]),
+    "a source": (lambda m: m["engines"][1].update(source=1), [0, 1, 1, 2, 3]),
+    "a samples section": (_twice_samples, [0, 1, 2, 3, 4, 4]),
+    "a source data file": (_twice_source_data, [0, 1, 2, 3, 4, 4]),
+    "a cache section": (_twice_cache, [0, 1, 2, 3, 4, 4]),
+    "a user file": (lambda m: m["files"].update({"copy.txt": 2}), [0, 1, 2, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("what", list(TWICE))
+def test_a_section_referenced_twice_is_refused(tmp_path: Path, what: str) -> None:
+    change, used = TWICE[what]
+    assert _refused(tmp_path, _edited(mc.engines(2), change)) == (
+        f"invalid bundle manifest: sections is {used}, expected each section referenced at most "
+        f"once{TAIL}"
+    )
