@@ -452,3 +452,67 @@ def test_running_out_of_memory_while_decoding_says_what_to_do(
         "section file/'notes.txt' decodes to 560 bytes, more than this process can hold in "
         "memory; extract it to a file instead (rtxpack extract streams it)"
     )
+
+
+def _every_reference() -> bytes:
+    """An engine with a source, samples and a source data file; a user file; a cache."""
+    parts = [  # kind, name, decoded, codec
+        ("engine", "main", mc.ENGINE, "stored"),
+        ("source", "main", mc.SOURCE, "zstd"),
+        ("file", "notes.txt", mc.NOTES, "zstd"),
+        ("samples", "main", b"samples", "stored"),
+        ("source_data", "weights.bin", b"weights", "stored"),
+        ("runtime_cache", "c1", b"cache bytes", "zstd"),
+    ]
+    payloads = [mc.zstd(d) if codec == "zstd" else d for _, _, d, codec in parts]
+    data, offsets = mc.layout(payloads)
+    sections = [
+        mc.section(kind, name, offset, payload, decoded, codec)
+        for (kind, name, decoded, codec), offset, payload in zip(parts, offsets, payloads)
+    ]
+    engine = mc.engine_record(
+        0, source=1, source_digest=mc.digest(mc.SOURCE), samples=3, source_data=[4]
+    )
+    cache = {
+        "id": "c1",
+        "engine": "main",
+        "section": 5,
+        "environment": mc.environment(),
+        "created_at": "2026-11-27T00:00:00Z",
+    }
+    manifest = mc.manifest(sections, [engine], files={"notes.txt": 2}, caches=[cache])
+    return mc.assemble(data, manifest)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("drop", [(), (5,), (4,)], ids=["all", "without the cache", "no data"])
+def test_a_rewrite_in_another_order_keeps_every_reference_on_its_bytes(
+    tmp_path: Path, drop: tuple[int, ...]
+) -> None:
+    src_path, out = tmp_path / "src.rtxpack", tmp_path / "out.rtxpack"
+    src_path.write_bytes(_every_reference())
+    src = container.open_bundle_file(src_path)
+    try:
+        with container.atomic_output(out) as f:
+            writer = BundleWriter(f)
+            index = {
+                i: writer.copy_section(src, src.manifest.sections[i])
+                for i in reversed(range(6))
+                if i not in drop
+            }
+            writer.finish(src.manifest.renumbered(index, tuple(writer.sections)))
+    finally:
+        src.close()
+    with rtxpack.open(out) as b:
+        b.verify()
+        (e,) = b.manifest.engines
+        assert e.section == 5 - len(drop) and e.source == 4 - len(drop)
+        assert bytes(b.read_engine()) == mc.ENGINE
+        assert e.source is not None and bytes(b.read_section(e.source)) == mc.SOURCE
+        assert e.samples is not None and bytes(b.read_section(e.samples)) == b"samples"
+        assert [bytes(b.read_section(i)) for i in e.source_data] == (
+            [] if 4 in drop else [b"weights"]
+        )
+        assert bytes(b.read_file("notes.txt")) == mc.NOTES
+        assert [c.id for c in b.manifest.caches] == ([] if 5 in drop else ["c1"])
+        if 5 not in drop:
+            assert bytes(b.read_cache("c1")) == b"cache bytes"
