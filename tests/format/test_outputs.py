@@ -228,6 +228,84 @@ def test_only_rtxpack_temporaries_are_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
 
+@posix_only
+def test_a_held_a_linked_or_a_folder_temporary_is_kept(tmp_path: Path) -> None:
+    """In process: a live writer's lock is any other open file description's lock."""
+    held = tmp_path / ".a.rtxpack.0123456789ab.tmp"
+    held.write_bytes(b"being written")
+    (tmp_path / ".b.rtxpack.0123456789ab.tmp").symlink_to(held.name)
+    (tmp_path / ".c.rtxpack.0123456789ab.tmp").mkdir()
+    import fcntl
+
+    with open(held, "rb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert container.remove_stale_temporaries(tmp_path) == []
+    assert container.remove_stale_temporaries(tmp_path) == [held.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".b.rtxpack.0123456789ab.tmp",
+        ".c.rtxpack.0123456789ab.tmp",
+    ]
+    assert container.remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def _temps_and_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_failed_write_changes_nothing_and_says_why(tmp_path: Path) -> None:
+    out = tmp_path / "out.rtxpack"
+    out.write_bytes(b"before")
+    with pytest.raises(OutputError) as info, container.atomic_output(out) as f:
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+    assert str(info.value) == (
+        f"cannot write {out}: No space left on device; nothing was changed at {out} (free some "
+        "space, check permissions, or close programs using the file)"
+    )
+    assert info.value.path == str(out)
+    with pytest.raises(KeyboardInterrupt), container.atomic_output(out) as f:
+        f.write(b"half")
+        raise KeyboardInterrupt
+    assert out.read_bytes() == b"before" and _temps_and_files(tmp_path) == ["out.rtxpack"]
+    with (
+        pytest.raises(InvalidArgumentError) as missing,
+        container.atomic_output(tmp_path / "no" / "out.rtxpack"),
+    ):
+        pass
+    assert str(missing.value) == (
+        f"cannot write {tmp_path / 'no' / 'out.rtxpack'}: folder {tmp_path / 'no'} does not exist"
+    )
+
+
+@posix_only
+def test_a_new_file_follows_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        with container.atomic_output(tmp_path / "new") as f:
+            f.write(b"new")
+        (tmp_path / "old").write_bytes(b"old")
+        os.chmod(tmp_path / "old", 0o604)
+        with container.atomic_output(tmp_path / "old") as f:
+            f.write(b"replaced")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "old").st_mode) == 0o604
+    assert (tmp_path / "old").read_bytes() == b"replaced"
+
+
+@posix_only
+def test_a_rewrite_whose_lock_file_cannot_be_made_says_so(small: Path) -> None:
+    lock = small.parent / f".{small.name}.lock"
+    lock.symlink_to("elsewhere")  # the lock is never a link
+    with pytest.raises(OutputError) as info, container.rewrite_lock(small):
+        pass
+    assert str(info.value) == (
+        f"cannot rewrite {small}: cannot create its lock file {lock.name} (Too many levels of "
+        "symbolic links); choose a folder you can write to"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Concurrent rewrites
 
