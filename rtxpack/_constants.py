@@ -41,6 +41,8 @@ REBUILT_DIR = "rebuilt"
 MAX_CACHE_BYTES = 4 * 1024**3
 #: How long a writer waits for another process's lock on a cache file, in seconds.
 LOCK_TIMEOUT_S = 60.0
+#: How long local_target() waits for nvidia-smi (asked only without NVML), in seconds.
+NVIDIA_SMI_TIMEOUT_S = 5.0
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import _constants
 from .._build.engine import current_platform
 from .._exceptions import InvalidArgumentError
 from .._facts import supports_cc
@@ -127,7 +128,7 @@ def _driver_without_nvml() -> str | None:
             [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=_constants.NVIDIA_SMI_TIMEOUT_S,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):

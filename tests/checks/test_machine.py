@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 import pynvml as real_pynvml
 import pytest
 import tensorrt_rtx as trt
 
+from rtxpack import _constants
 from rtxpack._build.engine import current_platform
 from rtxpack._checks import machine
 from rtxpack._checks.machine import (
@@ -133,12 +135,40 @@ def test_a_binding_that_is_not_installed_is_no_driver(monkeypatch: pytest.Monkey
     local_target()  # and the probe still answers
 
 
-def test_local_target_never_raises_or_hangs() -> None:
-    start = time.monotonic()
+def test_local_target_answers_here_without_a_gpu() -> None:
     here = local_target()
-    assert time.monotonic() - start < 15
     assert here.trt_version == TRT
     assert here.platform == current_platform() and here.os == "linux"
+
+
+def test_a_hanging_nvidia_smi_is_given_up_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No NVML and no /proc answer: the probe asks nvidia-smi, and one that never answers is
+    killed after NVIDIA_SMI_TIMEOUT_S; the driver is then unknown, and nothing raises."""
+    started = tmp_path / "started"
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\n: > {started}\nPATH=/usr/bin:/bin exec sleep 30\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(machine, "Path", lambda _: tmp_path / "no-proc-version")
+    monkeypatch.setattr(_constants, "NVIDIA_SMI_TIMEOUT_S", 0.5)
+    begin = time.monotonic()
+    here = local_target()
+    assert started.exists(), "the fake nvidia-smi was not asked"
+    assert here.driver_version is None
+    assert time.monotonic() - begin < 20  # the fake sleeps 30 s: it was not waited for
+
+
+def test_nvidia_smi_answers_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 581.15\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(machine, "Path", lambda _: tmp_path / "no-proc-version")
+    assert machine._driver_without_nvml() == "581.15"
 
 
 def test_driver_version_parsers() -> None:
