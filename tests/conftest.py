@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,14 @@ assert Path(rtxpack.__file__).resolve().parent == ROOT / "rtxpack", (
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Under mutmut (it sets MUTANT_UNDER_TEST), a mutant that breaks a loop's exit can write without
+# end: each file the tests write is capped at 2 GiB (the largest they write on purpose is 1.5 GiB),
+# and a write past it fails with EFBIG (a failed test, i.e. a killed mutant) instead of filling the
+# disk; one such run left 67 GB in the temporary folder.
+if os.environ.get("MUTANT_UNDER_TEST"):
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024**3, 2 * 1024**3))
 
 #: fixtures that start a real OCI registry on 127.0.0.1 (tests/registry)
 pytest_plugins = ["registry.registry_server"]
