@@ -192,6 +192,12 @@ def _field_cases() -> dict[str, bytes]:
     m = msgpack.unpackb(FULL[struct.unpack_from("<Q", FULL, 16)[0] :])
     cases = {}
     for record, path in RECORDS.items():
+        if path:
+
+            def whole(m: Any, path: tuple[Any, ...] = path) -> None:
+                _node(m, path[:-1])[path[-1]] = 1.5
+
+            cases[f"{record} = 1.5"] = _edited(FULL, whole)
         for key in _node(m, path):
 
             def drop(m: Any, path: tuple[Any, ...] = path, key: str = key) -> None:
