@@ -392,3 +392,47 @@ def test_a_section_referenced_twice_is_refused(tmp_path: Path, what: str) -> Non
         f"invalid bundle manifest: sections is {used}, expected each section referenced at most "
         f"once{TAIL}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest.from_dict on a dict (not decoded by the reader, which refuses some of these first)
+
+
+def _manifest_dict(raw: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(raw[struct.unpack_from("<Q", raw, 16)[0] :])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "change,says",
+    [
+        (lambda m: m["metadata"].update({5: "a"}), "metadata key is 5"),
+        (
+            lambda m: m["engines"][0]["profiles"][0].update(
+                {5: m["engines"][0]["profiles"][0]["x"]}
+            ),
+            "engines[0].profiles[0] key is 5",
+        ),
+        (lambda m: m["caches"][0].update(shapes=[{5: [1]}]), "caches[0].shapes[0] key is 5"),
+    ],
+    ids=["metadata", "profile", "cache shapes"],
+)
+def test_from_dict_refuses_keys_that_are_not_strings(change: Any, says: str) -> None:
+    m = _manifest_dict(mc.with_env())
+    change(m)
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.Manifest.from_dict(m)
+    assert str(info.value) == (
+        f"invalid bundle manifest: {says}, expected a string of at most 4096 characters (code "
+        f"points){TAIL}"
+    )
+
+
+def test_from_dict_applies_the_given_limits_to_a_cache_environment() -> None:
+    m = _manifest_dict(mc.with_env(gpu_name="G" * 100))
+    assert rtxpack.Manifest.from_dict(m).caches[0].environment.gpu_name == "G" * 100
+    with pytest.raises(DamagedBundleError) as info:
+        rtxpack.Manifest.from_dict(m, rtxpack.Limits(max_string=80))
+    assert str(info.value) == (
+        f"invalid bundle manifest: caches[0].environment.gpu_name is '{'G' * 76}..., expected a "
+        f"string of at most 80 characters (code points){TAIL}"
+    )
