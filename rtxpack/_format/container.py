@@ -437,7 +437,7 @@ class BundleWriter:
 
         return self._add(kind, name, codec, chunks())
 
-    def copy_section(self, source: BundleFile, section: Section, *, name: str | None = None) -> int:
+    def copy_section(self, source: BundleFile, section: Section) -> int:
         """Copy another bundle's section verbatim (same codec and bytes), checking its digest."""
         self._align()
         start = self._pos
@@ -448,17 +448,7 @@ class BundleWriter:
             self._f.write(view[i : i + _CHUNK])
         self._pos = self._f.tell()
         self._remember_signature(section.kind, section.codec, view)
-        self.sections.append(
-            Section(
-                kind=section.kind,
-                name=section.name if name is None else name,
-                offset=start,
-                length=section.length,
-                codec=section.codec,
-                size=section.size,
-                digest=section.digest,
-            )
-        )
+        self.sections.append(dataclasses.replace(section, offset=start))
         return len(self.sections) - 1
 
     def copy_raw(self, section: Section, source: IO[bytes], where: str) -> int:
