@@ -381,14 +381,11 @@ class BundleWriter:
         h = _hasher()
         size = 0
         write = self._f.write
-        kept = bytearray()  # a signature section's bytes (small), for finish()
         if codec == "stored":
             for chunk in chunks:
                 h.update(chunk)
                 write(chunk)
                 size += len(chunk)
-                if kind == _SIGNATURE and size <= _MAX_SIGNATURE:
-                    kept += chunk
         else:
             cctx = zstandard.ZstdCompressor(level=self._zstd_level, threads=-1)
             comp = cctx.compressobj()
@@ -398,7 +395,7 @@ class BundleWriter:
                 write(comp.compress(chunk))
             write(comp.flush())
         self._pos = self._f.tell()
-        self._remember_signature(kind, codec, kept)
+        self._remember_signature(kind, codec, start)
         self.sections.append(
             Section(
                 kind=kind,
@@ -447,7 +444,7 @@ class BundleWriter:
         for i in range(0, len(view), _CHUNK):
             self._f.write(view[i : i + _CHUNK])
         self._pos = self._f.tell()
-        self._remember_signature(section.kind, section.codec, view)
+        self._remember_signature(section.kind, section.codec, start)
         self.sections.append(dataclasses.replace(section, offset=start))
         return len(self.sections) - 1
 
@@ -469,13 +466,10 @@ class BundleWriter:
     def _copy_raw(self, section: Section, source: IO[bytes], where: str, start: int) -> int:
         h = _hasher()
         tee = _Tee(source, self._f, section.length)
-        kept = bytearray()  # a signature section's bytes (small), for finish()
         decoded = 0
         if section.codec == "stored":
             while chunk := tee.read(_CHUNK):
                 h.update(chunk)
-                if section.kind == _SIGNATURE and len(kept) <= _MAX_SIGNATURE:
-                    kept += chunk
         else:
             try:
                 with _zstd_reader(tee) as reader:
@@ -515,7 +509,7 @@ class BundleWriter:
         if got != section.digest:
             raise _integrity(section, got, where)
         self._pos = self._f.tell()
-        self._remember_signature(section.kind, section.codec, kept)
+        self._remember_signature(section.kind, section.codec, start)
         self.sections.append(dataclasses.replace(section, offset=start))
         return len(self.sections) - 1
 
@@ -549,13 +543,12 @@ class BundleWriter:
                 index[i] = self.copy_section(source, section)
         return index
 
-    def _remember_signature(
-        self, kind: str, codec: str, data: bytes | bytearray | memoryview
-    ) -> None:
-        """Keep the bytes of the signature section about to be appended (every way of adding a
-        section calls this), so that ``finish`` can check it still holds."""
-        if kind == _SIGNATURE and codec == "stored" and len(data) <= _MAX_SIGNATURE:
-            self._signatures[len(self.sections)] = bytes(data)
+    def _remember_signature(self, kind: str, codec: str, start: int) -> None:
+        """Keep the bytes of the signature section just written from ``start`` to ``_pos``
+        (every way of adding a section calls this), so that ``finish`` can check it still holds."""
+        if kind == _SIGNATURE and codec == "stored" and self._pos - start <= _MAX_SIGNATURE:
+            # (reading it back to its end leaves the file where the next section goes)
+            self._signatures[len(self.sections)] = self._reader_at(start)(0, self._pos - start)
 
     def _drop_stale_signatures(self, manifest: Manifest) -> Manifest:
         """Leave out of the section table the signatures that no longer hold for ``manifest``

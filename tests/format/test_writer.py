@@ -516,3 +516,12 @@ def test_a_rewrite_in_another_order_keeps_every_reference_on_its_bytes(
         assert [c.id for c in b.manifest.caches] == ([] if 5 in drop else ["c1"])
         if 5 not in drop:
             assert bytes(b.read_cache("c1")) == b"cache bytes"
+
+
+def test_an_unknown_codec_is_refused_before_anything_is_written() -> None:
+    f = io.BytesIO()
+    writer = BundleWriter(f)
+    with pytest.raises(rtxpack.InvalidArgumentError) as info:
+        writer.add_bytes("file", "a.bin", b"data", codec="lz4")
+    assert str(info.value) == "codec 'lz4': expected one of stored, zstd"
+    assert writer.sections == [] and len(f.getvalue()) == 64
