@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import warnings
@@ -450,6 +451,24 @@ def test_adding_and_removing_caches_keeps_the_builders_signature(
         rtxpack.remove_cache(bundle, ids[1])
     names = [s["name"] for s in read_raw(bundle)["sections"] if s["kind"] == "signature"]
     assert names == [f"engines-{builder.key_id[:16]}"]
+    assert report(bundle, TrustPolicy(engines=[builder.public_key])).ok
+
+
+def test_a_signature_far_into_a_large_bundle_is_kept_by_a_rewrite(
+    bundle: Path, builder: PrivateKey
+) -> None:
+    """The writer checks signatures of up to 4 MiB wherever they lie: here after 5 MiB of data."""
+    with _format.rewriting(bundle, bundle) as (src, writer):
+        index = writer.copy_all(src)
+        big = writer.add_bytes("file", "weights.bin", bytes(5 * 1024 * 1024))
+        files = {**src.manifest.files, "weights.bin": big}
+        m = src.manifest.renumbered(index, tuple(writer.sections))
+        writer.finish(dataclasses.replace(m, files=files))
+    sign(bundle, builder)
+    assert read_raw(bundle)["sections"][-1]["offset"] > 5 * 1024 * 1024
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SignatureDroppedWarning)
+        rtxpack.add_cache(bundle, b"new cache" * 8, ENV_4090, engine="b")
     assert report(bundle, TrustPolicy(engines=[builder.public_key])).ok
 
 
