@@ -481,3 +481,27 @@ def test_inspecting_a_manifest_full_of_unknown_values_is_bounded(tmp_path: Path)
     over.write_bytes(mc.edit(lambda m: m.update(future=[[[]] * 4096] * 128)))
     with pytest.raises(rtxpack.DamagedBundleError, match="more than 524288 values"):
         rtxpack.open(over)
+
+
+@posix_only
+def test_in_process_a_writers_own_temporary_is_locked_and_named_for_cleanup(
+    tmp_path: Path,
+) -> None:
+    """The in-process twin of the two tests above (mutation runs leave out the ones that start
+    processes): a writer's temporary survives a cleanup while the writer is open, and once its
+    descriptor is gone without a rename (as when the process is killed) the next write removes
+    it."""
+    with container.atomic_output(tmp_path / "a.rtxpack") as f:
+        f.write(b"partial")
+        (left,) = _temps(tmp_path)
+        assert left.startswith(".a.rtxpack.")
+        assert container.remove_stale_temporaries(tmp_path) == []
+        assert _temps(tmp_path) == [left]
+    assert _temps(tmp_path) == []
+
+    tmp, fd = container._new_temp(tmp_path, "c.rtxpack")
+    os.close(fd)  # the writer is gone; its temporary stays behind
+    assert _temps(tmp_path) == [tmp.name]
+    with container.atomic_output(tmp_path / "b.bin") as f:
+        f.write(b"y")
+    assert _temps(tmp_path) == []
