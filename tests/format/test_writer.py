@@ -525,3 +525,23 @@ def test_an_unknown_codec_is_refused_before_anything_is_written() -> None:
         writer.add_bytes("file", "a.bin", b"data", codec="lz4")
     assert str(info.value) == "codec 'lz4': expected one of stored, zstd"
     assert writer.sections == [] and len(f.getvalue()) == 64
+
+
+def test_a_mapped_range_hands_back_each_chunk_once_it_has_been_read() -> None:
+    """Pages go back in the order they were read, each exactly once, as soon as a whole chunk
+    has been handed over (the bound on resident memory while a section streams)."""
+    chunk = container._CHUNK
+
+    class Owner:
+        def __init__(self) -> None:
+            self.released: list[tuple[int, int]] = []
+
+        def _release(self, offset: int, length: int) -> None:
+            self.released.append((offset, length))
+
+    owner = Owner()
+    data = bytes(range(256)) * (4 * chunk // 256) + b"tail"
+    reader = container._MappedRange(owner, 1000, memoryview(data))  # type: ignore[arg-type]
+    got = b"".join(reader.read(chunk) for _ in range(4)) + reader.read()
+    assert got == data and reader.read(1) == b""
+    assert owner.released == [(1000 + i * chunk, chunk) for i in range(4)]
