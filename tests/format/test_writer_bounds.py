@@ -128,3 +128,15 @@ def test_a_bundle_of_several_engines_names_them_when_none_is_chosen() -> None:
     with pytest.raises(rtxpack.InvalidArgumentError) as info:
         manifest.engine()
     assert f"this bundle holds several engines ({', '.join(names)}); choose one" in str(info.value)
+
+
+def test_a_stored_section_is_decoded_without_a_copy_unless_asked() -> None:
+    bf = container.open_bundle_file(GOLDEN)
+    try:
+        section = next(s for s in bf.manifest.sections if s.codec == "stored" and s.length)
+        shared = bf.decode(section)
+        assert isinstance(shared, memoryview) and shared.readonly
+        assert type(bf.decode(section, private=True)) is bytes
+        del shared
+    finally:
+        bf.close()
