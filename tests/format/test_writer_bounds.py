@@ -140,3 +140,13 @@ def test_a_stored_section_is_decoded_without_a_copy_unless_asked() -> None:
         del shared
     finally:
         bf.close()
+
+
+def test_a_map_key_of_exactly_the_string_limit_is_read_and_one_longer_is_not() -> None:
+    limits = dataclasses.replace(container.DEFAULT_LIMITS, max_string=8)
+    blob = msgpack.packb({"format": "x", "k" * 8: {"é" * 8: 1}}, use_bin_type=True)
+    assert container.unpack_manifest(blob, limits, "m")["k" * 8] == {"é" * 8: 1}
+    for key in ("k" * 9, "é" * 9):
+        long = msgpack.packb({"format": "x", "a": {key: 1}}, use_bin_type=True)
+        with pytest.raises(rtxpack.DamagedBundleError, match="keys of at most 8 code points"):
+            container.unpack_manifest(long, limits, "m")
