@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-import blake3
 import msgpack
 
 from .. import _constants
@@ -29,6 +28,9 @@ from .._format.container import (
     new_cache_id,
     open_bundle_file,
     unpack_manifest,
+)
+from .._format.container import (
+    digest as section_digest,
 )
 from .._format.manifest import DEFAULT_LIMITS, Manifest, Section
 from .._signing.envelope import DEFAULT_SIGNATURE_LIMITS
@@ -306,7 +308,7 @@ def _tag_signature(
     out = io.BytesIO()
     client.fetch_blob(reference.repository, layer.digest, layer.size, out)
     data = out.getvalue()
-    return data if section.digest == "blake3:" + blake3.blake3(data).hexdigest() else b""
+    return data if section.digest == section_digest(data) else b""
 
 
 def _signature_changes(
