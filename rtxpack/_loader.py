@@ -23,8 +23,7 @@ from ._exceptions import (
 )
 from ._format.manifest import EngineInfo
 from ._source import materialize
-from ._strategy import RuntimeStrategy
-from ._text import string_keys
+from ._strategy import RuntimeStrategy, check_setting_names
 
 __all__ = ["load", "resolve_strategy"]
 
@@ -40,13 +39,7 @@ def resolve_strategy(
     if isinstance(override, RuntimeStrategy):
         return override
     if isinstance(override, Mapping):
-        string_keys(override, "strategy", "RuntimeStrategy's field names")
-        known = set(RuntimeStrategy().to_dict())
-        unknown = sorted(set(override) - known)
-        if unknown:
-            raise InvalidArgumentError(
-                f"strategy: unknown settings {unknown}; expected some of {sorted(known)}"
-            )
+        check_setting_names(override)
         return recorded.with_overrides(**dict(override))
     raise InvalidArgumentError(
         "strategy: expected an rtxpack.RuntimeStrategy or a dict of its fields, got "

@@ -39,7 +39,7 @@ from ._format import container
 from ._format.manifest import DEFAULT_LIMITS, EngineInfo, Manifest, ShapeRange
 from ._progress import Progress, as_progress
 from ._source import OnnxSource, equal_dims, load_graph_bytes, scan_onnx
-from ._strategy import RuntimeStrategy
+from ._strategy import RuntimeStrategy, check_setting_names
 from ._tensors import BFLOAT16, encode, to_numpy, to_torch
 from ._text import shorten, size_text, string_keys, utc_now
 from ._version import __version__
@@ -82,13 +82,7 @@ def _strategy(value: Any) -> RuntimeStrategy:
     if isinstance(value, RuntimeStrategy):
         return value
     if isinstance(value, Mapping):
-        string_keys(value, "strategy", "RuntimeStrategy's field names")
-        unknown = set(value) - set(RuntimeStrategy().to_dict())
-        if unknown:
-            raise InvalidArgumentError(
-                f"strategy: unknown settings {sorted(unknown)}; expected "
-                f"{sorted(RuntimeStrategy().to_dict())}"
-            )
+        check_setting_names(value)
         return RuntimeStrategy.from_dict(dict(value))
     raise InvalidArgumentError(
         f"strategy: expected an rtxpack.RuntimeStrategy, got {type(value).__name__}"

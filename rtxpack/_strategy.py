@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._exceptions import InvalidArgumentError
+from ._text import string_keys
 
 __all__ = [
     "AllocationStrategy",
     "CudaGraphStrategy",
     "DynamicShapesStrategy",
     "RuntimeStrategy",
+    "check_setting_names",
 ]
 
 
@@ -107,3 +110,15 @@ class RuntimeStrategy:
     def with_overrides(self, **changes: Any) -> RuntimeStrategy:
         """A copy with some settings changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_setting_names(settings: Mapping[Any, Any]) -> None:
+    """A strategy given as a map by the caller (``save`` and ``load``) names only settings of
+    ``RuntimeStrategy``, as strings."""
+    string_keys(settings, "strategy", "RuntimeStrategy's field names")
+    known = set(RuntimeStrategy().to_dict())
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InvalidArgumentError(
+            f"strategy: unknown settings {unknown}; expected some of {sorted(known)}"
+        )
